@@ -135,13 +135,16 @@ def fit_echo_phase(
     s0 = weight.sum(1)
     t_mean = (weight * t).sum(1) / np.maximum(s0, 1e-30)
     sxx = (weight * (t[None, :] - t_mean[:, None]) ** 2).sum(1)
-    # Phase noise variance scales as 1/m^2: sigma_phase^2 * m^2 is estimated from the
-    # residuals when there are more echoes than parameters, else from the median.
-    dof = max(n_echoes - 2, 1)
-    scaled_var = (weight * residual**2).sum(1) / dof
-    if n_echoes == 2:
-        scaled_var = np.full_like(scaled_var, 1.0)
-    var_omega = scaled_var / np.maximum(sxx, 1e-30)
+    # Cramer-Rao bound of the slope: var(w) = sigma^2 / sum(m_n^2 (t_n - tbar)^2), where the
+    # phase noise sigma/m_n comes from complex noise sigma. sigma^2 is estimated once for
+    # the whole mask (median of the weighted residuals), which is far less noisy than a
+    # per-voxel estimate from a few echoes; the map's contrast comes from the magnitudes.
+    dof = n_echoes - 2
+    if dof > 0:
+        sigma_sq = float(np.median((weight * residual**2).sum(1) / dof)) if residual.size else 1.0
+    else:
+        sigma_sq = 1.0  # two echoes: relative noise only
+    var_omega = sigma_sq / np.maximum(sxx, 1e-30)
     std_hz = np.sqrt(var_omega) / (2 * np.pi)
     reference_dte = float(t[1])
     return EchoFit(

@@ -2,6 +2,8 @@
 
 References
 ----------
+Ghiglia DC, Romero LA. Robust two-dimensional weighted and unweighted phase unwrapping
+that uses fast transforms and iterative methods. J Opt Soc Am A 1994;11:107-117.
 Schofield MA, Zhu Y. Fast phase unwrapping algorithm for interferometric applications.
 Opt Lett 2003;28:1194-1196.
 Li W, Wu B, Liu C. Quantitative susceptibility mapping of human brain reflects spatial
@@ -13,59 +15,65 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft as sp_fft
 
-from .fourier import FFT_WORKERS, fast_padded_shape
+from .fourier import FFT_WORKERS
 
 
-def _laplacian_symbol(shape, voxel_size_mm) -> np.ndarray:
-    """Fourier symbol of the 7-point discrete Laplacian (1/mm^2), full complex FFT layout."""
-    symbol = 0.0
+def _neumann_laplacian_eigenvalues(shape, voxel_size_mm) -> np.ndarray:
+    """Eigenvalues (1/mm^2) of the 7-point Laplacian with Neumann boundaries, DCT-II basis."""
+    eigenvalues = 0.0
     for axis, (n, h) in enumerate(zip(shape, voxel_size_mm)):
-        f = sp_fft.fftfreq(n)  # cycles per voxel
         view = [1] * len(shape)
         view[axis] = n
-        symbol = symbol + (2.0 * np.cos(2 * np.pi * f) - 2.0).reshape(view) / h**2
-    return np.asarray(symbol)
+        eigenvalues = eigenvalues + (2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0).reshape(view) / h**2
+    return np.asarray(eigenvalues)
 
 
-def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm, *, pad_vox: int = 8) -> np.ndarray:
-    """Unwrap phase with the FFT-based Laplacian method.
+def wrapped_laplacian(phase_rad: np.ndarray, voxel_size_mm) -> np.ndarray:
+    """Divergence of the wrapped phase gradient (1/mm^2), with zero flux across the FOV edge.
 
-    Solves ``lap(u) = cos(p) lap(sin p) - sin(p) lap(cos p)`` for ``u``. The true
-    Laplacian of the unwrapped phase is recovered wherever neighbouring phase
-    differences are below pi, so ``u`` equals the unwrapped phase up to a smooth
-    harmonic term. The volume is mirror-padded, which keeps the FOV border free of
-    the artificial edges that zero padding would add. Anisotropic voxels enter the
-    Laplacian with their physical spacing.
+    Where neighbouring phase differences are below pi this equals the Laplacian of the
+    unwrapped phase, whatever the wraps.
+    """
+    phase_rad = np.asarray(phase_rad, dtype=np.float64)
+    divergence = np.zeros_like(phase_rad)
+    for axis, h in enumerate(voxel_size_mm):
+        gradient = np.angle(np.exp(1j * np.diff(phase_rad, axis=axis))) / h**2
+        pad = [(0, 0)] * phase_rad.ndim
+        pad[axis] = (1, 1)
+        flux = np.pad(gradient, pad)  # zero gradient outside the FOV (Neumann)
+        divergence += np.diff(flux, axis=axis)
+    return divergence
+
+
+def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm) -> np.ndarray:
+    """Unwrap phase by solving a Poisson equation for the wrapped phase Laplacian.
+
+    The Laplacian of the unwrapped phase is computed from wrapped neighbour differences
+    (:func:`wrapped_laplacian`) and inverted with a discrete cosine transform, which
+    imposes Neumann boundaries at the edge of the field of view: no padding is needed
+    and the FOV border adds no artefact. This is the least-squares form of Laplacian
+    unwrapping; it returns the exact unwrapped phase (up to a constant) wherever the
+    phase is sampled finely enough, and a smooth least-squares estimate where it is not.
+    Anisotropic voxels enter with their physical spacing.
 
     Parameters
     ----------
     phase_rad : ndarray, 3-D
         Wrapped phase in rad.
     voxel_size_mm : sequence of float
-    pad_vox : int
-        Mirror padding on each side, in voxels.
 
     Returns
     -------
     ndarray
-        Smooth unwrapped phase estimate in rad (arbitrary additive constant).
+        Unwrapped phase in rad, with zero mean.
     """
     phase_rad = np.asarray(phase_rad, dtype=np.float64)
-    padded_shape = fast_padded_shape(phase_rad.shape, pad_vox)
-    extra = [(p - n) for n, p in zip(phase_rad.shape, padded_shape)]
-    pad_width = [(e // 2, e - e // 2) for e in extra]
-    padded = np.pad(phase_rad, pad_width, mode="reflect")
-    inner = tuple(slice(b, b + n) for (b, _), n in zip(pad_width, phase_rad.shape))
-
-    lap = _laplacian_symbol(padded_shape, voxel_size_mm)
-    z = np.exp(1j * padded)
-    lap_z = sp_fft.ifftn(sp_fft.fftn(z, workers=FFT_WORKERS) * lap, workers=FFT_WORKERS)
-    lap_phase = np.imag(np.conj(z) * lap_z)  # = cos lap(sin) - sin lap(cos)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inverse = np.where(lap != 0, 1.0 / lap, 0.0)
-    unwrapped = sp_fft.ifftn(sp_fft.fftn(lap_phase, workers=FFT_WORKERS) * inverse,
-                             workers=FFT_WORKERS).real
-    return unwrapped[inner]
+    source = wrapped_laplacian(phase_rad, voxel_size_mm)
+    eigenvalues = _neumann_laplacian_eigenvalues(phase_rad.shape, voxel_size_mm)
+    eigenvalues.flat[0] = 1.0
+    spectrum = sp_fft.dctn(source, type=2, norm="ortho", workers=FFT_WORKERS) / eigenvalues
+    spectrum.flat[0] = 0.0  # the constant is free
+    return sp_fft.idctn(spectrum, type=2, norm="ortho", workers=FFT_WORKERS)
 
 
 def snap_to_wrapped(estimate_rad: np.ndarray, wrapped_rad: np.ndarray, mask=None) -> np.ndarray:
