@@ -1,0 +1,1 @@
+"""Reports: ROI tables, group statistics and figures (pandas, scipy, matplotlib)."""
