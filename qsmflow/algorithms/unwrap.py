@@ -28,16 +28,63 @@ def _neumann_laplacian_eigenvalues(shape, voxel_size_mm) -> np.ndarray:
     return np.asarray(eigenvalues)
 
 
-def wrapped_laplacian(phase_rad: np.ndarray, voxel_size_mm) -> np.ndarray:
-    """Divergence of the wrapped phase gradient (1/mm^2), with zero flux across the FOV edge.
+def _wrapped_differences(phase_rad: np.ndarray, axis: int) -> np.ndarray:
+    return np.angle(np.exp(1j * np.diff(phase_rad, axis=axis)))
+
+
+def _pairs_inside(mask: np.ndarray, axis: int) -> np.ndarray:
+    n = mask.shape[axis]
+    return np.take(mask, range(n - 1), axis=axis) & np.take(mask, range(1, n), axis=axis)
+
+
+def phase_residues(phase_rad: np.ndarray) -> np.ndarray:
+    """Voxels at the corners of plaquettes whose wrapped-gradient circulation is not zero.
+
+    A residue marks where the wrapped phase is inconsistent (aliasing next to air, or
+    noise in dark voxels): no unwrapping can honour every wrapped difference there, and
+    a least-squares solution spreads the inconsistency into its surroundings.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    phase_rad = np.asarray(phase_rad, dtype=np.float64)
+    residues = np.zeros(phase_rad.shape, dtype=bool)
+    for a1, a2 in ((0, 1), (1, 2), (0, 2)):
+        d1 = _wrapped_differences(phase_rad, a1)
+        d2 = _wrapped_differences(phase_rad, a2)
+        lo1 = [slice(None)] * 3
+        hi1 = [slice(None)] * 3
+        lo2 = [slice(None)] * 3
+        hi2 = [slice(None)] * 3
+        lo1[a2], hi1[a2] = slice(0, -1), slice(1, None)
+        lo2[a1], hi2[a1] = slice(0, -1), slice(1, None)
+        circulation = d1[tuple(lo1)] + d2[tuple(hi2)] - d1[tuple(hi1)] - d2[tuple(lo2)]
+        plaquette = np.abs(circulation) > np.pi
+        for c1 in (0, 1):
+            for c2 in (0, 1):
+                corner = [slice(None)] * 3
+                n1, n2 = phase_rad.shape[a1], phase_rad.shape[a2]
+                corner[a1] = slice(c1, n1 - 1 + c1)
+                corner[a2] = slice(c2, n2 - 1 + c2)
+                residues[tuple(corner)] |= plaquette
+    return residues
+
+
+def wrapped_laplacian(phase_rad: np.ndarray, voxel_size_mm, mask=None) -> np.ndarray:
+    """Divergence of the wrapped phase gradient (1/mm^2), with zero flux across the edge.
 
     Where neighbouring phase differences are below pi this equals the Laplacian of the
-    unwrapped phase, whatever the wraps.
+    unwrapped phase, whatever the wraps. With ``mask``, only differences between two
+    voxels inside the mask count (zero flux across the mask's surface), so the noise
+    outside the brain does not leak in.
     """
     phase_rad = np.asarray(phase_rad, dtype=np.float64)
     divergence = np.zeros_like(phase_rad)
     for axis, h in enumerate(voxel_size_mm):
-        gradient = np.angle(np.exp(1j * np.diff(phase_rad, axis=axis))) / h**2
+        gradient = _wrapped_differences(phase_rad, axis) / h**2
+        if mask is not None:
+            gradient *= _pairs_inside(np.asarray(mask, bool), axis)
         pad = [(0, 0)] * phase_rad.ndim
         pad[axis] = (1, 1)
         flux = np.pad(gradient, pad)  # zero gradient outside the FOV (Neumann)
@@ -45,30 +92,35 @@ def wrapped_laplacian(phase_rad: np.ndarray, voxel_size_mm) -> np.ndarray:
     return divergence
 
 
-def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm) -> np.ndarray:
+def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm, mask=None) -> np.ndarray:
     """Unwrap phase by solving a Poisson equation for the wrapped phase Laplacian.
 
     The Laplacian of the unwrapped phase is computed from wrapped neighbour differences
     (:func:`wrapped_laplacian`) and inverted with a discrete cosine transform, which
     imposes Neumann boundaries at the edge of the field of view: no padding is needed
     and the FOV border adds no artefact. This is the least-squares form of Laplacian
-    unwrapping; it returns the exact unwrapped phase (up to a constant) wherever the
-    phase is sampled finely enough, and a smooth least-squares estimate where it is not.
-    Anisotropic voxels enter with their physical spacing.
+    unwrapping; without a mask it returns the exact unwrapped phase (up to a constant)
+    wherever the phase is sampled finely enough. With ``mask``, differences that leave
+    the mask are ignored; the result then equals the unwrapped phase inside the mask up
+    to a smooth function that is harmonic there, which background field removal takes
+    out together with the background field. Anisotropic voxels enter with their
+    physical spacing.
 
     Parameters
     ----------
     phase_rad : ndarray, 3-D
         Wrapped phase in rad.
     voxel_size_mm : sequence of float
+    mask : ndarray of bool, optional
+        Region whose phase differences are trusted (brain minus residues).
 
     Returns
     -------
     ndarray
-        Unwrapped phase in rad, with zero mean.
+        Unwrapped phase in rad, with zero mean over the volume.
     """
     phase_rad = np.asarray(phase_rad, dtype=np.float64)
-    source = wrapped_laplacian(phase_rad, voxel_size_mm)
+    source = wrapped_laplacian(phase_rad, voxel_size_mm, mask)
     eigenvalues = _neumann_laplacian_eigenvalues(phase_rad.shape, voxel_size_mm)
     eigenvalues.flat[0] = 1.0
     spectrum = sp_fft.dctn(source, type=2, norm="ortho", workers=FFT_WORKERS) / eigenvalues

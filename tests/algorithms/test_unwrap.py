@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from qsmflow.algorithms.echo_combination import wrap_to_pi
-from qsmflow.algorithms.unwrap import laplacian_unwrap, snap_to_wrapped
+from qsmflow.algorithms.unwrap import laplacian_unwrap, phase_residues, snap_to_wrapped
 
 
 def _smooth_phase(shape, voxel_size_mm, amplitude_rad):
@@ -38,3 +38,28 @@ def test_laplacian_unwrap_of_unwrapped_input_is_identity_up_to_constant(rng):
     assert np.abs(truth).max() < np.pi
     estimate = snap_to_wrapped(laplacian_unwrap(truth, (1, 1, 1)), truth)
     np.testing.assert_allclose(estimate - truth, 0.0, atol=1e-9)
+
+
+def test_residues_mark_a_phase_vortex_only():
+    shape = (24, 24, 24)
+    truth = _smooth_phase(shape, (1, 1, 1), amplitude_rad=10.0)
+    assert not phase_residues(wrap_to_pi(truth)).any()  # finely sampled: consistent
+    x, y, _ = np.indices(shape) - 11.5  # a vortex line along z between voxels 11 and 12
+    residues = phase_residues(wrap_to_pi(truth + np.arctan2(y, x)))
+    expected = np.zeros(shape, bool)
+    expected[11:13, 11:13, :] = True
+    np.testing.assert_array_equal(residues, expected)
+
+
+def test_masked_unwrap_is_exact_up_to_a_harmonic_term(rng):
+    """Random phase outside the mask changes the result inside only by a harmonic term."""
+    shape = (40, 40, 40)
+    truth = _smooth_phase(shape, (1, 1, 1), amplitude_rad=15.0)
+    grid = np.indices(shape) - 19.5
+    mask = (grid**2).sum(0) < 15**2
+    noisy = np.where(mask, wrap_to_pi(truth), rng.uniform(-np.pi, np.pi, shape))
+    error = laplacian_unwrap(noisy, (1, 1, 1), mask=mask) - truth
+    interior = mask & np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & \
+        np.roll(mask, -1, 1) & np.roll(mask, 1, 2) & np.roll(mask, -1, 2)
+    lap = sum(np.roll(error, s, a) for a in range(3) for s in (1, -1)) - 6 * error
+    assert np.abs(lap[interior]).max() < 1e-6

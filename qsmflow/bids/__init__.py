@@ -1,0 +1,1 @@
+"""BIDS input discovery and validation, derivative naming and dataset_description."""
