@@ -23,7 +23,11 @@ from qsmflow.simulation.phantom import HeadModel, build_head_model
 
 from .operators import DipoleOperator
 
-B0_CHOICES_T = (1.5, 3.0, 7.0)
+B0_CHOICES_T = (1.5, 3.0, 3.0, 7.0)  # 3T twice: the most common field
+TE_RANGE_S = (0.008, 0.025)  # effective (mean) echo time of multi-echo protocols
+# Phase noise at full weight, in rad: multi-echo fits at per-echo SNR ~20-200.
+PHASE_NOISE_RANGE_RAD = (0.003, 0.03)
+MIN_WEIGHT = 0.2
 
 
 @dataclass
@@ -120,10 +124,10 @@ def sample_batch(models: list[HeadModel], rng: np.random.Generator, *, batch_siz
             chi = np.where(extra != 0, extra, chi)
         chi = chi * brain
         b0_t = float(rng.choice(B0_CHOICES_T))
-        te_s = rng.uniform(0.008, 0.030)
+        te_s = rng.uniform(*TE_RANGE_S)
         magnitude = pd * np.exp(-r2s * te_s * b0_t / 3.0)  # R2* scales ~ with B0
         ref = np.median(magnitude[brain]) if brain.any() else 1.0
-        weight = np.clip(magnitude / max(ref, 1e-6), 0.05, 1.0) * brain
+        weight = np.clip(magnitude / max(ref, 1e-6), MIN_WEIGHT, 1.0) * brain
         tilt = np.deg2rad(rng.uniform(0, 40))
         azimuth = rng.uniform(0, 2 * np.pi)
         b0_dir = np.array([np.sin(tilt) * np.cos(azimuth), np.sin(tilt) * np.sin(azimuth),
@@ -141,7 +145,7 @@ def sample_batch(models: list[HeadModel], rng: np.random.Generator, *, batch_siz
     with torch.no_grad():
         field = operator.A(chi_t) * mask_t
         noise_rad = torch.from_numpy(rng.normal(size=field.shape).astype(np.float32))
-        noise_sd_rad = torch.from_numpy(rng.uniform(0.01, 0.08, (batch_size, 1, 1, 1, 1))
+        noise_sd_rad = torch.from_numpy(rng.uniform(*PHASE_NOISE_RANGE_RAD, (batch_size, 1, 1, 1, 1))
                                         .astype(np.float32))
-        field = field + noise_sd_rad * noise_rad / weight_t.clamp(min=0.05) / scale_t
+        field = field + noise_sd_rad * noise_rad / weight_t.clamp(min=MIN_WEIGHT) / scale_t
     return Batch(field * mask_t, chi_t, mask_t, weight_t, scale_t, operator)

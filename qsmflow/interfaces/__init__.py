@@ -1,0 +1,1 @@
+"""Thin Nipype interfaces: load files, call algorithms/dl, save files."""

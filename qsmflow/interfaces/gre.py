@@ -1,0 +1,208 @@
+"""Interfaces for the GRE processing stages: preparation, mask, echo fit, unwrap, V-SHARP."""
+
+from __future__ import annotations
+
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+from scipy import ndimage
+
+from qsmflow.algorithms.bgremove import vsharp
+from qsmflow.algorithms.dipole import voxel_size_from_affine
+from qsmflow.algorithms.echo_combination import data_weight_from_noise, fit_echo_phase
+from qsmflow.algorithms.masking import brain_mask, largest_component
+from qsmflow.algorithms.unwrap import laplacian_unwrap, phase_residues
+from qsmflow.bids.phase_units import phase_to_radians
+
+from .images import load_data, load_image, output_path, save_like
+
+
+class _PrepareGREInputSpec(BaseInterfaceInputSpec):
+    magnitude_files = traits.List(File(exists=True), mandatory=True, desc="one file per echo")
+    phase_files = traits.List(File(exists=True), mandatory=True, desc="one file per echo")
+
+
+class _PrepareGREOutputSpec(TraitedSpec):
+    magnitude = File(exists=True, desc="4-D magnitude (echoes last)")
+    phase_rad = File(exists=True, desc="4-D phase in rad")
+
+
+class PrepareGRE(SimpleInterface):
+    """Stack echoes into 4-D magnitude and phase (rad); non-finite voxels become 0."""
+
+    input_spec = _PrepareGREInputSpec
+    output_spec = _PrepareGREOutputSpec
+
+    def _run_interface(self, runtime):
+        mags, phases = [], []
+        affine = None
+        for mag_file, phase_file in zip(self.inputs.magnitude_files, self.inputs.phase_files):
+            magnitude, affine = load_data(mag_file)
+            phase_img = load_image(phase_file)
+            is_int = np.issubdtype(phase_img.get_data_dtype(), np.integer)
+            phase, _ = load_data(phase_file)
+            finite = np.isfinite(magnitude) & np.isfinite(phase)
+            magnitude = np.where(finite, np.abs(magnitude), 0.0)
+            phase = phase_to_radians(np.where(finite, phase, 0.0), is_integer_type=is_int,
+                                     source=phase_file)
+            mags.append(magnitude)
+            phases.append(phase)
+        self._results["magnitude"] = save_like(np.stack(mags, -1), affine,
+                                               output_path("magnitude.nii.gz"))
+        self._results["phase_rad"] = save_like(np.stack(phases, -1), affine,
+                                               output_path("phase_rad.nii.gz"))
+        return runtime
+
+
+class _BrainMaskInputSpec(BaseInterfaceInputSpec):
+    magnitude = File(exists=True, mandatory=True, desc="4-D magnitude; the first echo is used")
+    user_mask = File(exists=True, desc="use this mask instead of computing one")
+    threshold = traits.Float(desc="fraction of the robust maximum (default: Otsu)")
+    erode_mm = traits.Float(1.0, usedefault=True)
+
+
+class _BrainMaskOutputSpec(TraitedSpec):
+    mask = File(exists=True)
+    volume_ml = traits.Float()
+
+
+class BrainMask(SimpleInterface):
+    """Brain mask from the first-echo magnitude, or the user's mask checked for its grid."""
+
+    input_spec = _BrainMaskInputSpec
+    output_spec = _BrainMaskOutputSpec
+
+    def _run_interface(self, runtime):
+        magnitude, affine = load_data(self.inputs.magnitude)
+        voxel_size = voxel_size_from_affine(affine)
+        if isdefined(self.inputs.user_mask):
+            mask, _ = load_data(self.inputs.user_mask)
+            mask = mask > 0.5
+        else:
+            kwargs = {"erode_mm": self.inputs.erode_mm}
+            if isdefined(self.inputs.threshold):
+                kwargs["threshold"] = self.inputs.threshold
+            mask = brain_mask(magnitude[..., 0], voxel_size, **kwargs)
+        self._results["mask"] = save_like(mask, affine, output_path("brain_mask.nii.gz"),
+                                          dtype=np.uint8)
+        self._results["volume_ml"] = float(mask.sum() * np.prod(voxel_size) / 1000.0)
+        return runtime
+
+
+class _CombineEchoesInputSpec(BaseInterfaceInputSpec):
+    magnitude = File(exists=True, mandatory=True)
+    phase_rad = File(exists=True, mandatory=True)
+    mask = File(exists=True, mandatory=True)
+    echo_times_s = traits.List(traits.Float, mandatory=True)
+
+
+class _CombineEchoesOutputSpec(TraitedSpec):
+    wrapped_phase_rad = File(exists=True, desc="offset-free phase over reference_dte_s")
+    reference_dte_s = traits.Float()
+    noise_std_hz = File(exists=True)
+    weight = File(exists=True, desc="data weight W in [0, 1]")
+
+
+class CombineEchoes(SimpleInterface):
+    """Magnitude-weighted complex fit of frequency and phase offset over echoes."""
+
+    input_spec = _CombineEchoesInputSpec
+    output_spec = _CombineEchoesOutputSpec
+
+    def _run_interface(self, runtime):
+        magnitude, affine = load_data(self.inputs.magnitude)
+        phase, _ = load_data(self.inputs.phase_rad)
+        mask = load_data(self.inputs.mask)[0] > 0.5
+        fit = fit_echo_phase(magnitude, phase, self.inputs.echo_times_s, mask)
+        self._results["wrapped_phase_rad"] = save_like(
+            fit.wrapped_phase_rad, affine, output_path("wrapped_phase_rad.nii.gz"))
+        self._results["reference_dte_s"] = fit.reference_dte_s
+        self._results["noise_std_hz"] = save_like(fit.noise_std_hz, affine,
+                                                  output_path("noise_std_hz.nii.gz"))
+        self._results["weight"] = save_like(data_weight_from_noise(fit.noise_std_hz, mask),
+                                            affine, output_path("weight.nii.gz"))
+        return runtime
+
+
+class _UnwrapInputSpec(BaseInterfaceInputSpec):
+    wrapped_phase_rad = File(exists=True, mandatory=True)
+    reference_dte_s = traits.Float(mandatory=True)
+    mask = File(exists=True, mandatory=True)
+
+
+class _UnwrapOutputSpec(TraitedSpec):
+    total_field_hz = File(exists=True)
+    reliable_mask = File(exists=True, desc="mask without phase residues and their surround")
+    n_residue_voxels = traits.Int()
+
+
+class UnwrapPhase(SimpleInterface):
+    """Laplacian unwrapping inside the mask; the phase becomes a field map in Hz.
+
+    Voxels at phase residues (aliasing next to air, noise in dark vessels) are taken out
+    of the mask handed on to background removal, so that they cannot leak into it.
+    """
+
+    input_spec = _UnwrapInputSpec
+    output_spec = _UnwrapOutputSpec
+
+    def _run_interface(self, runtime):
+        wrapped, affine = load_data(self.inputs.wrapped_phase_rad)
+        mask = load_data(self.inputs.mask)[0] > 0.5
+        voxel_size = voxel_size_from_affine(affine)
+        residues = phase_residues(wrapped) & mask
+        reliable = largest_component(ndimage.binary_opening(mask & ~residues))
+        unwrapped = laplacian_unwrap(wrapped, voxel_size, mask=reliable)
+        field_hz = unwrapped / (2 * np.pi * self.inputs.reference_dte_s)
+        field_hz = (field_hz - np.median(field_hz[reliable])) * mask
+        self._results["total_field_hz"] = save_like(field_hz, affine,
+                                                    output_path("total_field_hz.nii.gz"))
+        self._results["reliable_mask"] = save_like(reliable, affine,
+                                                   output_path("reliable_mask.nii.gz"),
+                                                   dtype=np.uint8)
+        self._results["n_residue_voxels"] = int(residues.sum())
+        return runtime
+
+
+class _VSharpInputSpec(BaseInterfaceInputSpec):
+    total_field_hz = File(exists=True, mandatory=True)
+    mask = File(exists=True, mandatory=True)
+    radii_mm = traits.List(traits.Float, desc="kernel radii (default: QSM.jl's rule)")
+    threshold = traits.Float(0.05, usedefault=True)
+
+
+class _VSharpOutputSpec(TraitedSpec):
+    local_field_hz = File(exists=True)
+    eroded_mask = File(exists=True)
+    radii_mm = traits.List(traits.Float)
+
+
+class VSharp(SimpleInterface):
+    """V-SHARP background field removal."""
+
+    input_spec = _VSharpInputSpec
+    output_spec = _VSharpOutputSpec
+
+    def _run_interface(self, runtime):
+        from qsmflow.algorithms.bgremove import default_vsharp_radii_mm
+
+        field_hz, affine = load_data(self.inputs.total_field_hz)
+        mask = load_data(self.inputs.mask)[0] > 0.5
+        voxel_size = voxel_size_from_affine(affine)
+        radii = (list(self.inputs.radii_mm) if isdefined(self.inputs.radii_mm) and
+                 self.inputs.radii_mm else default_vsharp_radii_mm(voxel_size).tolist())
+        local, eroded = vsharp(field_hz, mask, voxel_size, radii_mm=radii,
+                               threshold=self.inputs.threshold)
+        self._results["local_field_hz"] = save_like(local, affine,
+                                                    output_path("local_field_hz.nii.gz"))
+        self._results["eroded_mask"] = save_like(eroded, affine,
+                                                 output_path("eroded_mask.nii.gz"),
+                                                 dtype=np.uint8)
+        self._results["radii_mm"] = [float(r) for r in radii]
+        return runtime

@@ -1,0 +1,57 @@
+"""Interface for the ROI table."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
+
+from qsmflow.algorithms.dipole import voxel_size_from_affine
+from qsmflow.reports.roi import CHI_REFERENCES, RegionLabel, roi_table
+
+from .images import load_data, output_path
+
+
+def read_region_labels(tsv_path) -> list[RegionLabel]:
+    """Regions from a TSV with columns ``index``, ``roi`` and ``hemisphere`` (or ``name``)."""
+    with open(tsv_path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    regions = []
+    for row in rows:
+        roi = row.get("roi") or row.get("name")
+        regions.append(RegionLabel(int(row["index"]), roi, row.get("hemisphere", "")))
+    return regions
+
+
+class _ROIStatsInputSpec(BaseInterfaceInputSpec):
+    chi_ppm = File(exists=True, mandatory=True)
+    labels = File(exists=True, mandatory=True, desc="label image in the chi grid")
+    labels_tsv = File(exists=True, mandatory=True)
+    mask = File(exists=True, mandatory=True)
+    entities = traits.Dict(mandatory=True)
+    chi_reference = traits.Enum(*CHI_REFERENCES, usedefault=True)
+    atlas = traits.Str("", usedefault=True)
+    erode_vox = traits.Int(0, usedefault=True)
+
+
+class _ROIStatsOutputSpec(TraitedSpec):
+    table = File(exists=True)
+
+
+class ROIStats(SimpleInterface):
+    input_spec = _ROIStatsInputSpec
+    output_spec = _ROIStatsOutputSpec
+
+    def _run_interface(self, runtime):
+        chi, affine = load_data(self.inputs.chi_ppm)
+        labels = np.rint(load_data(self.inputs.labels)[0]).astype(int)
+        mask = load_data(self.inputs.mask)[0] > 0.5
+        table = roi_table(chi, labels, read_region_labels(self.inputs.labels_tsv), mask,
+                          float(np.prod(voxel_size_from_affine(affine))),
+                          entities=self.inputs.entities, chi_reference=self.inputs.chi_reference,
+                          atlas=self.inputs.atlas, erode_vox=self.inputs.erode_vox)
+        path = output_path("roi_table.csv")
+        table.to_csv(path, index=False, float_format="%.6g")
+        self._results["table"] = path
+        return runtime

@@ -1,0 +1,1 @@
+"""Nipype workflow factories: wiring only, no computation and no header reading."""

@@ -1,0 +1,133 @@
+"""The QSM chain of one GRE run: mask, echo fit, unwrapping, V-SHARP, dipole inversion."""
+
+from __future__ import annotations
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from qsmflow.interfaces.gre import BrainMask, CombineEchoes, PrepareGRE, UnwrapPhase, VSharp
+from qsmflow.interfaces.inversion import DipoleInversion
+
+METHOD_DESCRIPTIONS = {
+    "nsidl": "NSIDL, an unrolled proximal gradient descent on the nonlinear dipole model "
+             "with a learned CNN proximal operator (weights trained by qsmflow; see the "
+             "model card)",
+    "tkd": "truncated k-space division (threshold 0.19) [Shmueli 2009]",
+    "cfl2": "closed-form L2 inversion with gradient regularisation [Bilgic 2014]",
+    "ndi": "nonlinear dipole inversion with early stopping [Polak 2020]",
+}
+
+
+def init_qsm_wf(
+    *,
+    echo_times_s: list[float],
+    b0_t: float,
+    user_mask: str | None = None,
+    mask_threshold: float | None = None,
+    mask_erode_mm: float = 1.0,
+    vsharp_radii_mm: list[float] | None = None,
+    vsharp_threshold: float = 0.05,
+    inversion: str = "nsidl",
+    nsidl_weights: str | None = None,
+    device: str = "cpu",
+    omp_nthreads: int = 1,
+    name: str = "qsm_wf",
+) -> pe.Workflow:
+    """Build the QSM chain for one run.
+
+    Inputs
+    ------
+    magnitude_files, phase_files
+        Echo files, sorted by echo number.
+
+    Outputs
+    -------
+    magnitude
+        4-D magnitude (for reports and registration).
+    brain_mask, reliable_mask, eroded_mask
+        Brain mask; minus phase residues; after V-SHARP's erosion.
+    total_field_hz, local_field_hz
+        Field maps in Hz.
+    chi_ppm
+        Susceptibility in ppm, inside ``eroded_mask``.
+    weight
+        Data weight of the inversion.
+    inversion_metadata
+        Method, weights hash, B0 direction, effective echo time.
+    """
+    workflow = pe.Workflow(name=name)
+    n_echoes = len(echo_times_s)
+    workflow.__desc__ = (
+        f"The phase of {n_echoes} echo(es) (TE = "
+        f"{', '.join(f'{te * 1e3:.2f}' for te in echo_times_s)} ms, B0 = {b0_t:g} T) was "
+        "combined into a frequency map by a magnitude-weighted complex fit of frequency "
+        "and phase offset over echoes [Liu 2013], which removes the echo-independent phase "
+        "offset. The map was unwrapped with the least-squares Laplacian method "
+        "[Ghiglia & Romero 1994; Schofield & Zhu 2003] inside the brain mask, from which "
+        "phase residues were excluded. The background field was removed with V-SHARP "
+        "[Wu 2012] and the susceptibility computed with "
+        f"{METHOD_DESCRIPTIONS[inversion]}, using the B0 direction taken from the image "
+        "orientation. "
+    )
+    inputnode = pe.Node(niu.IdentityInterface(fields=["magnitude_files", "phase_files"]),
+                        name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=[
+        "magnitude", "brain_mask", "reliable_mask", "eroded_mask", "total_field_hz",
+        "local_field_hz", "chi_ppm", "weight", "inversion_metadata"]), name="outputnode")
+
+    prepare = pe.Node(PrepareGRE(), name="prepare")
+    mask = pe.Node(BrainMask(erode_mm=mask_erode_mm), name="mask")
+    if user_mask:
+        mask.inputs.user_mask = user_mask
+    if mask_threshold is not None:
+        mask.inputs.threshold = mask_threshold
+    combine = pe.Node(CombineEchoes(echo_times_s=list(echo_times_s)), name="combine")
+    unwrap = pe.Node(UnwrapPhase(), name="unwrap")
+    vsharp = pe.Node(VSharp(threshold=vsharp_threshold), name="vsharp")
+    if vsharp_radii_mm:
+        vsharp.inputs.radii_mm = list(vsharp_radii_mm)
+    invert = pe.Node(DipoleInversion(b0_t=b0_t, echo_times_s=list(echo_times_s),
+                                     method=inversion, device=device, n_threads=omp_nthreads),
+                     name="invert", n_procs=omp_nthreads, mem_gb=4.0)
+    if nsidl_weights:
+        invert.inputs.weights_path = nsidl_weights
+    metadata = pe.Node(niu.Function(function=_inversion_metadata,
+                                    input_names=["method", "weights_sha256", "b0_direction",
+                                                 "effective_te_s"],
+                                    output_names=["metadata"]), name="metadata")
+
+    workflow.connect([
+        (inputnode, prepare, [("magnitude_files", "magnitude_files"),
+                              ("phase_files", "phase_files")]),
+        (prepare, mask, [("magnitude", "magnitude")]),
+        (prepare, combine, [("magnitude", "magnitude"), ("phase_rad", "phase_rad")]),
+        (mask, combine, [("mask", "mask")]),
+        (combine, unwrap, [("wrapped_phase_rad", "wrapped_phase_rad"),
+                           ("reference_dte_s", "reference_dte_s")]),
+        (mask, unwrap, [("mask", "mask")]),
+        (unwrap, vsharp, [("total_field_hz", "total_field_hz"), ("reliable_mask", "mask")]),
+        (vsharp, invert, [("local_field_hz", "local_field_hz"), ("eroded_mask", "mask")]),
+        (combine, invert, [("weight", "weight")]),
+        (invert, metadata, [("method", "method"), ("weights_sha256", "weights_sha256"),
+                            ("b0_direction", "b0_direction"),
+                            ("effective_te_s", "effective_te_s")]),
+        (prepare, outputnode, [("magnitude", "magnitude")]),
+        (mask, outputnode, [("mask", "brain_mask")]),
+        (unwrap, outputnode, [("total_field_hz", "total_field_hz"),
+                              ("reliable_mask", "reliable_mask")]),
+        (vsharp, outputnode, [("local_field_hz", "local_field_hz"),
+                              ("eroded_mask", "eroded_mask")]),
+        (invert, outputnode, [("chi_ppm", "chi_ppm")]),
+        (combine, outputnode, [("weight", "weight")]),
+        (metadata, outputnode, [("metadata", "inversion_metadata")]),
+    ])
+    return workflow
+
+
+def _inversion_metadata(method, weights_sha256, b0_direction, effective_te_s):
+    """Sidecar fields that are known only after the inversion ran."""
+    metadata = {"DipoleInversionMethod": method, "B0DirectionVoxel": b0_direction,
+                "EffectiveEchoTime": effective_te_s}
+    if weights_sha256:
+        metadata["NSIDLWeightsSha256"] = weights_sha256
+    return metadata
