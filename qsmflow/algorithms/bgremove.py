@@ -23,7 +23,9 @@ def default_vsharp_radii_mm(voxel_size_mm) -> np.ndarray:
     """
     vsz = np.asarray(voxel_size_mm, dtype=float)
     step = 2.0 * vsz.max()
-    return np.arange(18.0 * vsz.min(), step - 1e-9, -step)
+    largest = 18.0 * vsz.min()
+    n_radii = int(np.floor((largest - step) / step + 1e-6)) + 1  # robust to rounding
+    return largest - step * np.arange(max(n_radii, 1))
 
 
 def vsharp(

@@ -41,9 +41,7 @@ class GRERun:
 
     @property
     def label(self) -> str:
-        parts = [f"sub-{self.subject}"] + [f"{k}-{v}" for k, v in (
-            ("ses", self.session), ("acq", self.acquisition), ("run", self.run)) if v]
-        return "_".join(parts)
+        return _run_label(self.subject, self.session, self.acquisition, self.run)
 
 
 def _read_json(path: Path) -> dict:
@@ -79,14 +77,25 @@ def _metadata_float(layout, path: str, key: str, unit: str) -> float | None:
         raise QSMInputError(f"{path}: sidecar field {key}={value!r} is not a number in {unit}.")
 
 
+@dataclass(frozen=True)
+class Discovery:
+    """Valid runs, and the runs that cannot be processed with the reason for each."""
+
+    runs: list[GRERun]
+    failures: dict[str, str]  # run label -> message
+
+
 def find_gre_runs(
     bids_dir: Path,
     *,
     participant_labels=None,
     session_labels=None,
     b0_tesla_override: float | None = None,
-) -> list[GRERun]:
-    """All GRE runs for the selected participants, validated.
+) -> Discovery:
+    """All GRE runs for the selected participants, each validated on its own.
+
+    A problem with one run (a missing sidecar field, a missing echo) puts that run in
+    ``failures`` and leaves the others to be processed.
 
     Parameters
     ----------
@@ -98,7 +107,7 @@ def find_gre_runs(
     Raises
     ------
     QSMInputError
-        For any problem, with the file and the fix in the message.
+        When the folder is not BIDS, a label is unknown, or no GRE data exist at all.
     """
     layout = load_layout(bids_dir)
     subjects = layout.get_subjects()
@@ -131,21 +140,29 @@ def find_gre_runs(
                None if ent.get("run") is None else str(ent.get("run")), ent["suffix"])
         groups[key][part].append((ent.get("echo"), bids_file.path))
 
-    runs = [_validate_run(layout, key, parts, b0_tesla_override)
-            for key, parts in sorted(groups.items(), key=lambda kv: str(kv[0]))]
-    if not runs:
+    runs, failures = [], {}
+    for key, parts in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        try:
+            runs.append(_validate_run(layout, key, parts, b0_tesla_override))
+        except QSMInputError as err:
+            failures[_run_label(*key[:4])] = str(err)
+    if not runs and not failures:
         raise QSMInputError(
             f"no multi-echo GRE data found in {bids_dir} for "
             f"{'participants ' + ', '.join(subjects) if subjects else 'any participant'}. "
             "qsmflow looks for anat/*_part-mag_*MEGRE.nii[.gz] and *_part-phase_* files "
             "(or T2starw for a single echo), with echo-N entities for multi-echo data.")
-    return runs
+    return Discovery(runs, failures)
+
+
+def _run_label(subject, session, acquisition, run) -> str:
+    return f"sub-{subject}" + "".join(
+        f"_{k}-{v}" for k, v in (("ses", session), ("acq", acquisition), ("run", run)) if v)
 
 
 def _validate_run(layout, key, parts, b0_tesla_override) -> GRERun:
     subject, session, acquisition, run, suffix = key
-    label = f"sub-{subject}" + "".join(f"_{k}-{v}" for k, v in
-                                       (("ses", session), ("acq", acquisition), ("run", run)) if v)
+    label = _run_label(subject, session, acquisition, run)
     mags, phases = parts["mag"], parts["phase"]
     if not mags or not phases:
         have, lack = ("magnitude", "phase") if mags else ("phase", "magnitude")

@@ -99,7 +99,8 @@ def write_bids_example(out_dir: Path, *, seed: int = 2025) -> None:
         "Name": "Ground truth of the qsmflow example phantom", "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "qsmflow.simulation.bids_example"}]})
-    labels_tsv = ["index\tname"] + [f"{lab.index}\t{lab.name}" for lab in deepgm_labels()]
+    labels_tsv = ["index\tname\troi\themisphere"] + [
+        f"{lab.index}\t{lab.name}\t{lab.roi}\t{lab.hemisphere}" for lab in deepgm_labels()]
     (truth_dir / "desc-deepgm_dseg.tsv").write_text("\n".join(labels_tsv) + "\n")
 
     for p in PARTICIPANTS:

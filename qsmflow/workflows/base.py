@@ -23,6 +23,13 @@ class RunLabels:
     atlas: str
 
 
+def _relative_to_dataset(path: str) -> str:
+    """``sub-01/anat/...``: the part of a raw file's path from its subject folder on."""
+    parts = path.replace("\\", "/").split("/")
+    starts = [i for i, p in enumerate(parts) if p.startswith("sub-")]
+    return "/".join(parts[starts[0]:]) if starts else path
+
+
 def run_workflow_name(run: GRERun) -> str:
     return run.label.replace("-", "_") + "_wf"
 
@@ -44,7 +51,8 @@ def init_single_run_wf(
     qsm_wf.get_node("inputnode").inputs.phase_files = list(run.phase_files)
     static_metadata = {
         "EchoTime": list(run.echo_times_s), "MagneticFieldStrength": run.b0_t,
-        "Sources": [f"bids:raw:{f}" for f in run.magnitude_files + run.phase_files],
+        "Sources": [f"bids:raw:{_relative_to_dataset(f)}"
+                    for f in run.magnitude_files + run.phase_files],
         "GeneratedBy": [{"Name": "qsmflow", "Version": __version__}],
         **(provenance or {}),
     }

@@ -1,0 +1,128 @@
+"""The resolved run configuration: a frozen dataclass built from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from qsmflow.bids.errors import QSMUsageError
+
+PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "PBS", "PBSGraph", "SGE")
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Config:
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    work_dir: Path
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    nprocs: int = 1
+    omp_nthreads: int = 1
+    mem_gb: float | None = None
+    plugin: str = "MultiProc"
+    plugin_args: dict = field(default_factory=dict)
+    inversion: str = "nsidl"
+    weights: Path | None = None
+    device: str = "cpu"
+    b0_tesla: float | None = None
+    mask_threshold: float | None = None
+    mask_erode_mm: float = 1.0
+    brain_mask_dir: Path | None = None
+    vsharp_radii_mm: tuple[float, ...] = ()
+    vsharp_threshold: float = 0.05
+    roi_labels_dir: Path | None = None
+    chi_reference: str = "whole_brain"
+    roi_erode_vox: int = 0
+    group_by: str | None = None
+    verbose: int = 0
+
+    def to_toml_dict(self) -> dict:
+        """Plain types only (paths as strings, None left out), for the TOML record."""
+        out = {}
+        for key, value in asdict(self).items():
+            if value is None:
+                continue
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[key] = value
+        return out
+
+
+def _is_relative_to(path: Path, parent: Path) -> bool:
+    try:
+        path.relative_to(parent)
+        return True
+    except ValueError:
+        return False
+
+
+def build_config(args) -> Config:
+    """Validate the parsed arguments and resolve defaults. Conflicts are errors."""
+    bids_dir = Path(args.bids_dir).resolve()
+    output_dir = Path(args.output_dir).resolve()
+    if not bids_dir.is_dir():
+        raise QSMUsageError(f"BIDS_DIR {bids_dir} does not exist or is not a folder.")
+    if output_dir == bids_dir or _is_relative_to(output_dir, bids_dir) and not \
+            _is_relative_to(output_dir, bids_dir / "derivatives"):
+        raise QSMUsageError(
+            f"OUTPUT_DIR {output_dir} is inside BIDS_DIR {bids_dir}. qsmflow never writes "
+            "into the input dataset; choose a folder outside it (or under its derivatives/).")
+    nprocs = args.nprocs or os.cpu_count() or 1
+    omp = args.omp_nthreads or min(nprocs, 8)
+    if nprocs < 1 or omp < 1:
+        raise QSMUsageError("--nprocs and --omp-nthreads must be at least 1.")
+    if omp > nprocs:
+        raise QSMUsageError(f"--omp-nthreads {omp} exceeds --nprocs {nprocs}: one node would "
+                            "use more threads than the whole run may. Lower --omp-nthreads.")
+    if args.plugin == "Linear" and args.nprocs and args.nprocs > 1:
+        raise QSMUsageError("--plugin Linear runs one node at a time; --nprocs > 1 conflicts "
+                            "with it. Use --plugin MultiProc, or drop --nprocs.")
+    try:
+        plugin_args = json.loads(args.plugin_args) if args.plugin_args else {}
+    except json.JSONDecodeError as err:
+        raise QSMUsageError(f"--plugin-args is not valid JSON: {err}") from err
+    if not isinstance(plugin_args, dict):
+        raise QSMUsageError("--plugin-args must be a JSON object, e.g. '{\"sbatch_args\": \"-p short\"}'.")
+    if args.weights and args.inversion != "nsidl":
+        raise QSMUsageError(f"--weights is for --inversion nsidl, not {args.inversion}.")
+    if args.device == "cuda" and args.inversion != "nsidl":
+        raise QSMUsageError("--device cuda only applies to --inversion nsidl.")
+    for name in ("weights", "brain_mask_dir", "roi_labels_dir"):
+        value = getattr(args, name)
+        if value and not Path(value).exists():
+            raise QSMUsageError(f"--{name.replace('_', '-')} {value} does not exist.")
+    if args.mem_gb is not None and args.mem_gb <= 0:
+        raise QSMUsageError("--mem-gb must be positive.")
+    if args.b0_tesla is not None and not 0 < args.b0_tesla <= 21.2:
+        raise QSMUsageError(f"--b0-tesla {args.b0_tesla} is not a plausible field strength.")
+    if args.vsharp_radii_mm and min(args.vsharp_radii_mm) <= 0:
+        raise QSMUsageError("--vsharp-radii-mm must all be positive.")
+    if args.analysis_level == "group" and (args.participant_label or args.session_label):
+        pass  # allowed: the group level then uses only those participants' tables
+    work_dir = Path(args.work_dir).resolve() if args.work_dir else Path.cwd() / "work"
+    if _is_relative_to(work_dir, bids_dir):
+        raise QSMUsageError(f"the work directory {work_dir} is inside BIDS_DIR; choose "
+                            "another with -w.")
+    return Config(
+        bids_dir=bids_dir, output_dir=output_dir, analysis_level=args.analysis_level,
+        work_dir=work_dir,
+        participant_label=tuple(p.removeprefix("sub-") for p in args.participant_label or ()),
+        session_label=tuple(s.removeprefix("ses-") for s in args.session_label or ()),
+        nprocs=nprocs, omp_nthreads=omp, mem_gb=args.mem_gb, plugin=args.plugin,
+        plugin_args=plugin_args, inversion=args.inversion,
+        weights=Path(args.weights).resolve() if args.weights else None, device=args.device,
+        b0_tesla=args.b0_tesla, mask_threshold=args.mask_threshold,
+        mask_erode_mm=args.mask_erode_mm,
+        brain_mask_dir=Path(args.brain_mask_dir).resolve() if args.brain_mask_dir else None,
+        vsharp_radii_mm=tuple(args.vsharp_radii_mm or ()),
+        vsharp_threshold=args.vsharp_threshold,
+        roi_labels_dir=Path(args.roi_labels_dir).resolve() if args.roi_labels_dir else None,
+        chi_reference=args.chi_reference, roi_erode_vox=args.roi_erode_vox,
+        group_by=args.group_by, verbose=args.verbose)

@@ -1,0 +1,78 @@
+"""The BIDS-app argument parser."""
+
+from __future__ import annotations
+
+import argparse
+
+from qsmflow import __version__
+from qsmflow.dl.invert import INVERSION_METHODS
+from qsmflow.reports.roi import CHI_REFERENCES
+
+from .config import PLUGINS
+
+EPILOG = """exit codes: 0 every run succeeded; 1 some runs failed (see OUTPUT_DIR/logs);
+2 usage or input error (nothing was computed).
+
+example: qsmflow /data/bids /data/derivatives/qsmflow participant --participant-label 01
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="qsmflow", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Quantitative susceptibility mapping of multi-echo GRE BIDS datasets.")
+    p.add_argument("bids_dir", help="the BIDS dataset (read only)")
+    p.add_argument("output_dir", help="where the BIDS Derivatives go")
+    p.add_argument("analysis_level", choices=["participant", "group"])
+    p.add_argument("--version", action="version", version=f"qsmflow {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more logging (-vv shows Nipype's own messages)")
+
+    sel = p.add_argument_group("selection")
+    sel.add_argument("--participant-label", nargs="+", metavar="LABEL",
+                     help="participants to process (with or without 'sub-')")
+    sel.add_argument("--session-label", nargs="+", metavar="LABEL")
+
+    run = p.add_argument_group("execution")
+    run.add_argument("-w", "--work-dir", help="Nipype working directory; reuse it to resume "
+                     "an interrupted run (default: ./work)")
+    run.add_argument("--nprocs", type=int, help="processes for the whole run (default: all CPUs)")
+    run.add_argument("--omp-nthreads", type=int, help="threads per process, e.g. for the "
+                     "inversion (default: min(nprocs, 8))")
+    run.add_argument("--mem-gb", type=float, help="memory limit for the MultiProc scheduler")
+    run.add_argument("--plugin", choices=PLUGINS, default="MultiProc",
+                     help="Nipype execution plugin (default: MultiProc)")
+    run.add_argument("--plugin-args", metavar="JSON", help="plugin arguments as a JSON object, "
+                     "e.g. '{\"sbatch_args\": \"--time=1:00:00\"}'")
+
+    qsm = p.add_argument_group("QSM")
+    qsm.add_argument("--inversion", choices=INVERSION_METHODS, default="nsidl",
+                     help="dipole inversion (default: nsidl)")
+    qsm.add_argument("--weights", help="NSIDL weights file (default: the shipped weights)")
+    qsm.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                     help="device for NSIDL (default: cpu)")
+    qsm.add_argument("--b0-tesla", type=float, help="field strength in T where sidecars lack "
+                     "MagneticFieldStrength (conflicting values are an error)")
+    qsm.add_argument("--mask-threshold", type=float, help="magnitude threshold as a fraction "
+                     "of the robust maximum (default: Otsu)")
+    qsm.add_argument("--mask-erode-mm", type=float, default=1.0,
+                     help="erosion of the brain mask in mm (default: 1.0)")
+    qsm.add_argument("--brain-mask-dir", help="derivatives folder with your own "
+                     "sub-*/[ses-*/]anat/*_desc-brain_mask.nii.gz, used instead of ours")
+    qsm.add_argument("--vsharp-radii-mm", type=float, nargs="+", help="V-SHARP kernel radii "
+                     "in mm (default: 18*min voxel down to 2*max voxel)")
+    qsm.add_argument("--vsharp-threshold", type=float, default=0.05,
+                     help="V-SHARP truncation threshold (default: 0.05)")
+
+    roi = p.add_argument_group("regions of interest")
+    roi.add_argument("--roi-labels-dir", help="derivatives folder with native-space label "
+                     "images sub-*/[ses-*/]anat/*_desc-deepgm_dseg.nii.gz and a "
+                     "desc-deepgm_dseg.tsv (index, name[, roi, hemisphere])")
+    roi.add_argument("--chi-reference", choices=CHI_REFERENCES, default="whole_brain",
+                     help="susceptibility reference of the ROI tables (default: whole_brain)")
+    roi.add_argument("--roi-erode-vox", type=int, default=0,
+                     help="erode each ROI by this many voxels (partial volume)")
+
+    grp = p.add_argument_group("group level")
+    grp.add_argument("--group-by", help="participants.tsv column to compare groups by")
+    return p

@@ -1,0 +1,60 @@
+"""One readable line per stage and run, from Nipype's status callback."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+LOGGER = logging.getLogger("qsmflow")
+
+# node name -> (stage label, function of the node's outputs giving the key number)
+STAGES = {
+    "prepare": ("load echoes", lambda o: ""),
+    "mask": ("brain mask", lambda o: f"{o.volume_ml:.0f} ml"),
+    "combine": ("echo fit", lambda o: f"reference dTE {o.reference_dte_s * 1e3:.2f} ms"),
+    "unwrap": ("unwrapping", lambda o: f"{o.n_residue_voxels} residue voxels excluded"),
+    "vsharp": ("V-SHARP", lambda o: f"radii {max(o.radii_mm):g}-{min(o.radii_mm):g} mm"),
+    "invert": ("dipole inversion", lambda o: f"{o.method}"),
+    "roi": ("ROI table", lambda o: ""),
+    "ds_run": ("derivatives written", lambda o: ""),
+}
+
+
+class ProgressReporter:
+    """Tracks node status per run workflow; use as Nipype's ``status_callback``."""
+
+    def __init__(self, run_labels: dict[str, str]):
+        self.run_labels = run_labels  # workflow name -> run label
+        self.started: dict[str, float] = {}
+        self.failed: dict[str, list[str]] = {}
+        self.finished_sinks: set[str] = set()
+
+    def _run_of(self, node) -> str | None:
+        for part in node.fullname.split("."):
+            if part in self.run_labels:
+                return self.run_labels[part]
+        return None
+
+    def __call__(self, node, status, result=None):
+        run = self._run_of(node)
+        key = node.fullname
+        if status == "start":
+            self.started[key] = time.time()
+            return
+        if run is None:
+            return
+        if status == "exception":
+            self.failed.setdefault(run, []).append(node.name)
+            LOGGER.error("%s: stage %s FAILED", run, STAGES.get(node.name, (node.name,))[0])
+            return
+        if status == "end":
+            if node.name == "ds_run":
+                self.finished_sinks.add(run)
+            if node.name in STAGES:
+                label, key_number = STAGES[node.name]
+                elapsed = max(time.time() - self.started.get(key, time.time()), 0.0)
+                try:
+                    detail = key_number(node.result.outputs)
+                except Exception:  # key numbers are informative only
+                    detail = ""
+                LOGGER.info("%s: %-20s %6.1f s  %s", run, label, elapsed, detail)

@@ -1,0 +1,199 @@
+"""``qsmflow BIDS_DIR OUTPUT_DIR {participant,group}``: the BIDS-app entry point."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from qsmflow.bids.errors import QSMInputError, QSMUsageError
+
+from .config import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, Config, build_config
+from .parser import build_parser
+
+LOGGER = logging.getLogger("qsmflow")
+
+
+def _setup_logging(verbose: int) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout,
+                        force=True)
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    nipype_config.set("execution", "crashfile_format", "txt")
+    nipype_config.set("execution", "remove_unnecessary_outputs", "false")
+    nipype_config.set("monitoring", "enabled", "false")
+    level = logging.INFO if verbose >= 2 else logging.WARNING
+    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
+        nipype_logging.getLogger(name).setLevel(level)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _find_derivative(folder: Path, run, suffix_glob: str) -> Path | None:
+    base = folder / f"sub-{run.subject}"
+    if run.session:
+        base = base / f"ses-{run.session}"
+    stem = run.label
+    matches = sorted((base / "anat").glob(f"{stem}_{suffix_glob}"))
+    return matches[0] if matches else None
+
+
+def _run_participant_level(config: Config) -> int:
+    from qsmflow.bids.discovery import find_gre_runs
+    from qsmflow.bids.validation import validate_run_images
+    from qsmflow.dl.weights import WeightsError, load_nsidl
+    from qsmflow.workflows.base import RunLabels, init_qsmflow_wf, run_workflow_name
+
+    from .progress import ProgressReporter
+    from .provenance import write_dataset_description, write_run_record
+
+    started = _now()
+    discovery = find_gre_runs(config.bids_dir, participant_labels=config.participant_label,
+                              session_labels=config.session_label,
+                              b0_tesla_override=config.b0_tesla)
+    failures = dict(discovery.failures)
+    weights_sha = None
+    if config.inversion == "nsidl":
+        try:
+            weights_sha = load_nsidl(config.weights)[1]
+        except WeightsError as err:
+            raise QSMUsageError(str(err)) from err
+
+    runs, run_labels, masks, warnings = [], {}, {}, {}
+    for run in discovery.runs:
+        try:
+            warnings[run.label] = validate_run_images(run)
+            if config.brain_mask_dir:
+                mask = _find_derivative(config.brain_mask_dir, run, "*desc-brain_mask.nii*")
+                if mask is None:
+                    raise QSMInputError(f"{run.label}: no *_desc-brain_mask.nii[.gz] for this "
+                                        f"run in --brain-mask-dir {config.brain_mask_dir}.")
+                masks[run.label] = str(mask)
+            if config.roi_labels_dir:
+                image = _find_derivative(config.roi_labels_dir, run, "*desc-deepgm_dseg.nii*")
+                tsv = config.roi_labels_dir / "desc-deepgm_dseg.tsv"
+                if image is None or not tsv.is_file():
+                    raise QSMInputError(
+                        f"{run.label}: --roi-labels-dir {config.roi_labels_dir} needs "
+                        f"sub-*/anat/{run.label}_desc-deepgm_dseg.nii.gz and "
+                        "desc-deepgm_dseg.tsv at its top level.")
+                run_labels[run.label] = RunLabels(str(image), str(tsv),
+                                                  config.roi_labels_dir.name)
+            runs.append(run)
+        except QSMInputError as err:
+            failures[run.label] = str(err)
+    for label, message in failures.items():
+        LOGGER.error("%s cannot be processed:\n  %s", label, message)
+    for label, items in warnings.items():
+        for item in items:
+            LOGGER.warning("%s: %s", label, item)
+
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    write_dataset_description(config.output_dir)
+    logs = config.output_dir / "logs"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    record_path = logs / f"qsmflow_{stamp}_config.toml"
+    write_run_record(record_path, config.to_toml_dict(), started=started, finished=None,
+                     weights_sha256=weights_sha)
+
+    succeeded: list[str] = []
+    if runs:
+        LOGGER.info("processing %d run(s): %s", len(runs), ", ".join(r.label for r in runs))
+        workflow = init_qsmflow_wf(
+            runs, work_dir=str(config.work_dir), out_dir=str(config.output_dir),
+            run_labels=run_labels, chi_reference=config.chi_reference,
+            roi_erode_vox=config.roi_erode_vox,
+            provenance={"QsmflowProvenance": str(record_path.relative_to(config.output_dir))},
+            qsm_options=dict(
+                mask_threshold=config.mask_threshold, mask_erode_mm=config.mask_erode_mm,
+                vsharp_radii_mm=list(config.vsharp_radii_mm) or None,
+                vsharp_threshold=config.vsharp_threshold, inversion=config.inversion,
+                nsidl_weights=str(config.weights) if config.weights else None,
+                device=config.device, omp_nthreads=config.omp_nthreads))
+        for run in runs:
+            if run.label in masks:
+                wf = workflow.get_node(run_workflow_name(run))
+                wf.get_node("qsm_wf").get_node("mask").inputs.user_mask = masks[run.label]
+        reporter = ProgressReporter({run_workflow_name(r): r.label for r in runs})
+        plugin_args = dict(config.plugin_args)
+        if config.plugin in ("MultiProc", "Linear"):
+            plugin_args["status_callback"] = reporter
+        if config.plugin == "MultiProc":
+            plugin_args.setdefault("n_procs", config.nprocs)
+            if config.mem_gb:
+                plugin_args.setdefault("memory_gb", config.mem_gb)
+        workflow.config["execution"]["crashdump_dir"] = str(logs / "crash")
+        t0 = time.time()
+        try:
+            workflow.run(plugin=config.plugin, plugin_args=plugin_args)
+        except RuntimeError as err:
+            LOGGER.debug("nipype: %s", err)
+        LOGGER.info("workflow finished in %.1f s", time.time() - t0)
+        for run in runs:
+            if config.plugin in ("MultiProc", "Linear"):
+                ok = run.label in reporter.finished_sinks and run.label not in reporter.failed
+            else:  # cluster plugins: the sink's outputs are the evidence
+                ok = (_find_derivative(config.output_dir, run, "Chimap.nii.gz") is not None)
+            if ok:
+                succeeded.append(run.label)
+            else:
+                failures[run.label] = ("processing failed in stage(s) "
+                                       f"{', '.join(reporter.failed.get(run.label, ['?']))}; "
+                                       f"see the crash files in {logs / 'crash'}")
+
+    summary = {"started": started, "finished": _now(), "succeeded": succeeded,
+               "failed": failures, "config": str(record_path.name)}
+    from qsmflow.interfaces.derivatives import atomic_write_text
+    atomic_write_text(logs / f"qsmflow_{stamp}_summary.json", json.dumps(summary, indent=2))
+    write_run_record(record_path, config.to_toml_dict(), started=started,
+                     finished=summary["finished"], weights_sha256=weights_sha,
+                     extra={"succeeded": succeeded, "failed": sorted(failures)})
+    LOGGER.info("done: %d run(s) succeeded, %d failed", len(succeeded), len(failures))
+    for label, message in failures.items():
+        LOGGER.info("  FAILED %s: %s", label, message.splitlines()[0])
+    return EXIT_OK if not failures else EXIT_SOME_FAILED
+
+
+def _run_group_level(config: Config) -> int:
+    from qsmflow.reports.group import run_group_level
+
+    participants = config.bids_dir / "participants.tsv"
+    result = run_group_level(config.output_dir,
+                             participants if participants.is_file() else None,
+                             group_by=config.group_by)
+    LOGGER.info("group level: %d tables, written to %s", result.long_table[
+        ["participant_id", "session", "acq", "run"]].drop_duplicates().shape[0],
+        config.output_dir / "group")
+    for item in result.skipped:
+        LOGGER.warning("skipped: %s", item)
+    return EXIT_OK
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        config = build_config(args)
+        if config.analysis_level == "participant":
+            return _run_participant_level(config)
+        return _run_group_level(config)
+    except (QSMUsageError, QSMInputError, FileNotFoundError, ValueError) as err:
+        print(f"qsmflow: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except PermissionError as err:
+        print(f"qsmflow: error: cannot write: {err}. Choose an OUTPUT_DIR and work directory "
+              "that you can write to.", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
