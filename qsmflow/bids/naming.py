@@ -8,7 +8,8 @@ from pathlib import Path
 CANONICAL_ENTITY_ORDER = (
     ("subject", "sub"), ("session", "ses"), ("task", "task"), ("acquisition", "acq"),
     ("ceagent", "ce"), ("reconstruction", "rec"), ("direction", "dir"), ("run", "run"),
-    ("echo", "echo"), ("part", "part"), ("space", "space"), ("description", "desc"),
+    ("echo", "echo"), ("part", "part"), ("space", "space"), ("from_space", "from"),
+    ("to_space", "to"), ("mode", "mode"), ("description", "desc"),
 )
 KNOWN_ENTITIES = {name for name, _ in CANONICAL_ENTITY_ORDER}
 
@@ -26,7 +27,7 @@ def bids_filename(entities: dict, suffix: str, extension: str) -> str:
     ``entities`` uses pybids' long names (``subject``, ``session``, ``acquisition``,
     ``run``, ``space``, ``description`` ...); ``None`` values are left out.
     """
-    unknown = set(k for k, v in entities.items() if v is not None) - KNOWN_ENTITIES
+    unknown = {k for k, v in entities.items() if v is not None} - KNOWN_ENTITIES
     if unknown:
         raise ValueError(f"unknown BIDS entities {sorted(unknown)}")
     if entities.get("subject") is None:

@@ -36,6 +36,9 @@ class Config:
     vsharp_radii_mm: tuple[float, ...] = ()
     vsharp_threshold: float = 0.05
     roi_labels_dir: Path | None = None
+    atlas: Path | None = None
+    atlas_labels: Path | None = None
+    atlas_template: Path | None = None
     chi_reference: str = "whole_brain"
     roi_erode_vox: int = 0
     group_by: str | None = None
@@ -94,7 +97,17 @@ def build_config(args) -> Config:
         raise QSMUsageError(f"--weights is for --inversion nsidl, not {args.inversion}.")
     if args.device == "cuda" and args.inversion != "nsidl":
         raise QSMUsageError("--device cuda only applies to --inversion nsidl.")
-    for name in ("weights", "brain_mask_dir", "roi_labels_dir"):
+    atlas_args = [args.atlas, args.atlas_labels, args.atlas_template]
+    if any(atlas_args) and not all(atlas_args):
+        raise QSMUsageError("a custom atlas needs all three of --atlas, --atlas-labels and "
+                            "--atlas-template.")
+    if any(atlas_args) and args.roi_labels_dir:
+        raise QSMUsageError("--roi-labels-dir and --atlas are alternatives; give one.")
+    if args.chi_reference == "csf" and (any(atlas_args) or args.roi_labels_dir):
+        raise QSMUsageError("--chi-reference csf uses the default atlas's ventricle mask; it "
+                            "cannot be combined with --atlas or --roi-labels-dir.")
+    for name in ("weights", "brain_mask_dir", "roi_labels_dir", "atlas", "atlas_labels",
+                 "atlas_template"):
         value = getattr(args, name)
         if value and not Path(value).exists():
             raise QSMUsageError(f"--{name.replace('_', '-')} {value} does not exist.")
@@ -124,5 +137,8 @@ def build_config(args) -> Config:
         vsharp_radii_mm=tuple(args.vsharp_radii_mm or ()),
         vsharp_threshold=args.vsharp_threshold,
         roi_labels_dir=Path(args.roi_labels_dir).resolve() if args.roi_labels_dir else None,
+        atlas=Path(args.atlas).resolve() if args.atlas else None,
+        atlas_labels=Path(args.atlas_labels).resolve() if args.atlas_labels else None,
+        atlas_template=Path(args.atlas_template).resolve() if args.atlas_template else None,
         chi_reference=args.chi_reference, roi_erode_vox=args.roi_erode_vox,
         group_by=args.group_by, verbose=args.verbose)

@@ -65,9 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="V-SHARP truncation threshold (default: 0.05)")
 
     roi = p.add_argument_group("regions of interest")
-    roi.add_argument("--roi-labels-dir", help="derivatives folder with native-space label "
-                     "images sub-*/[ses-*/]anat/*_desc-deepgm_dseg.nii.gz and a "
-                     "desc-deepgm_dseg.tsv (index, name[, roi, hemisphere])")
+    roi.add_argument("--atlas", help="custom atlas label image in its template's space "
+                     "(default: AAL3 deep gray matter + SUIT dentate on MNI152 2009a, offline)")
+    roi.add_argument("--atlas-labels", help="TSV for --atlas: index, name[, roi, hemisphere]")
+    roi.add_argument("--atlas-template", help="T1-like, brain-masked template for --atlas")
+    roi.add_argument("--roi-labels-dir", help="instead of an atlas: derivatives folder with "
+                     "native-space label images sub-*/[ses-*/]anat/*_desc-deepgm_dseg.nii.gz "
+                     "and a desc-deepgm_dseg.tsv (index, name[, roi, hemisphere])")
     roi.add_argument("--chi-reference", choices=CHI_REFERENCES, default="whole_brain",
                      help="susceptibility reference of the ROI tables (default: whole_brain)")
     roi.add_argument("--roi-erode-vox", type=int, default=0,

@@ -60,6 +60,12 @@ def _run_participant_level(config: Config) -> int:
                               session_labels=config.session_label,
                               b0_tesla_override=config.b0_tesla)
     failures = dict(discovery.failures)
+    atlas = None
+    if not config.roi_labels_dir:
+        from qsmflow.atlases import custom_atlas, default_atlas
+
+        atlas = (custom_atlas(config.atlas_template, config.atlas, config.atlas_labels)
+                 if config.atlas else default_atlas(config.work_dir / "atlas_cache"))
     weights_sha = None
     if config.inversion == "nsidl":
         try:
@@ -109,7 +115,7 @@ def _run_participant_level(config: Config) -> int:
         LOGGER.info("processing %d run(s): %s", len(runs), ", ".join(r.label for r in runs))
         workflow = init_qsmflow_wf(
             runs, work_dir=str(config.work_dir), out_dir=str(config.output_dir),
-            run_labels=run_labels, chi_reference=config.chi_reference,
+            run_labels=run_labels, atlas=atlas, chi_reference=config.chi_reference,
             roi_erode_vox=config.roi_erode_vox,
             provenance={"QsmflowProvenance": str(record_path.relative_to(config.output_dir))},
             qsm_options=dict(

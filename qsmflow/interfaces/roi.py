@@ -5,7 +5,14 @@ from __future__ import annotations
 import csv
 
 import numpy as np
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
 
 from qsmflow.algorithms.dipole import voxel_size_from_affine
 from qsmflow.reports.roi import CHI_REFERENCES, RegionLabel, roi_table
@@ -33,6 +40,7 @@ class _ROIStatsInputSpec(BaseInterfaceInputSpec):
     chi_reference = traits.Enum(*CHI_REFERENCES, usedefault=True)
     atlas = traits.Str("", usedefault=True)
     erode_vox = traits.Int(0, usedefault=True)
+    csf_mask = File(exists=True, desc="ventricle mask for --chi-reference csf")
 
 
 class _ROIStatsOutputSpec(TraitedSpec):
@@ -47,10 +55,12 @@ class ROIStats(SimpleInterface):
         chi, affine = load_data(self.inputs.chi_ppm)
         labels = np.rint(load_data(self.inputs.labels)[0]).astype(int)
         mask = load_data(self.inputs.mask)[0] > 0.5
+        csf = load_data(self.inputs.csf_mask)[0] > 0.5 if isdefined(self.inputs.csf_mask) else None
         table = roi_table(chi, labels, read_region_labels(self.inputs.labels_tsv), mask,
                           float(np.prod(voxel_size_from_affine(affine))),
                           entities=self.inputs.entities, chi_reference=self.inputs.chi_reference,
-                          atlas=self.inputs.atlas, erode_vox=self.inputs.erode_vox)
+                          atlas=self.inputs.atlas, erode_vox=self.inputs.erode_vox,
+                          csf_mask=csf)
         path = output_path("roi_table.csv")
         table.to_csv(path, index=False, float_format="%.6g")
         self._results["table"] = path

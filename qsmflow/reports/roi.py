@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-CHI_REFERENCES = ("whole_brain", "none")
+CHI_REFERENCES = ("whole_brain", "csf", "none")
 ROI_COLUMNS = ("participant_id", "session", "acq", "run", "roi", "hemisphere", "label_id",
                "n_voxels", "volume_mm3", "mean_ppm", "median_ppm", "std_ppm", "p25_ppm",
                "p75_ppm", "chi_reference", "chi_reference_ppm", "atlas", "roi_erosion_vox")
@@ -21,12 +21,24 @@ class RegionLabel:
     hemisphere: str
 
 
-def reference_value_ppm(chi_ppm: np.ndarray, mask: np.ndarray, chi_reference: str) -> float:
-    """The susceptibility that is subtracted before ROI statistics (0 for ``none``)."""
+def reference_value_ppm(chi_ppm: np.ndarray, mask: np.ndarray, chi_reference: str,
+                        csf_mask: np.ndarray | None = None) -> float:
+    """The susceptibility subtracted before ROI statistics.
+
+    ``whole_brain``: mean over the mask; ``csf``: median over ``csf_mask`` (the lateral
+    ventricles, robust to the choroid plexus); ``none``: 0.
+    """
     if chi_reference == "none":
         return 0.0
     if chi_reference == "whole_brain":
         return float(np.mean(chi_ppm[mask])) if mask.any() else 0.0
+    if chi_reference == "csf":
+        region = mask & np.asarray(csf_mask, bool) if csf_mask is not None else None
+        if region is None or region.sum() < 10:
+            raise ValueError("--chi-reference csf needs a ventricle mask with at least 10 "
+                             "voxels inside the QSM mask; this run has none (use the default "
+                             "atlas, or --chi-reference whole_brain)")
+        return float(np.median(chi_ppm[region]))
     raise ValueError(f"unknown chi reference {chi_reference!r}; choose from {CHI_REFERENCES}")
 
 
@@ -41,6 +53,7 @@ def roi_table(
     chi_reference: str = "whole_brain",
     atlas: str = "",
     erode_vox: int = 0,
+    csf_mask: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Statistics of chi (ppm) in every region, restricted to ``mask``.
 
@@ -48,7 +61,7 @@ def roi_table(
     so that every table has the same rows.
     """
     mask = np.asarray(mask, bool)
-    reference = reference_value_ppm(chi_ppm, mask, chi_reference)
+    reference = reference_value_ppm(chi_ppm, mask, chi_reference, csf_mask)
     rows = []
     for region in regions:
         voxels = (labels == region.label_id) & mask

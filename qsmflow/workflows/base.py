@@ -7,16 +7,18 @@ from dataclasses import dataclass
 from nipype.pipeline import engine as pe
 
 from qsmflow import __version__
+from qsmflow.atlases import Atlas
 from qsmflow.bids.discovery import GRERun
+from qsmflow.interfaces.atlas import RegisterAtlas, RegistrationFigure
 from qsmflow.interfaces.roi import ROIStats
 
-from .outputs import init_ds_run_wf
+from .outputs import QSM_OUTPUTS, ROI_OUTPUTS, init_ds_run_wf, registration_outputs
 from .qsm import init_qsm_wf
 
 
 @dataclass(frozen=True)
 class RunLabels:
-    """Native-space labels for a run's ROI table."""
+    """Native-space labels supplied by the user for a run's ROI table."""
 
     image: str
     tsv: str
@@ -39,12 +41,17 @@ def init_single_run_wf(
     *,
     out_dir: str,
     qsm_options: dict,
+    atlas: Atlas | None = None,
     labels: RunLabels | None = None,
     chi_reference: str = "whole_brain",
     roi_erode_vox: int = 0,
     provenance: dict | None = None,
 ) -> pe.Workflow:
-    """QSM of one run, its ROI table (when labels are given) and its derivatives."""
+    """QSM of one run, its deep gray matter ROI table and its derivatives.
+
+    ROIs come from ``labels`` (native-space images the user supplies) when given, else
+    from ``atlas`` registered to the run's magnitude; with neither, no table is made.
+    """
     workflow = pe.Workflow(name=run_workflow_name(run))
     qsm_wf = init_qsm_wf(echo_times_s=list(run.echo_times_s), b0_t=run.b0_t, **qsm_options)
     qsm_wf.get_node("inputnode").inputs.magnitude_files = list(run.magnitude_files)
@@ -56,8 +63,13 @@ def init_single_run_wf(
         "GeneratedBy": [{"Name": "qsmflow", "Version": __version__}],
         **(provenance or {}),
     }
+    outputs = QSM_OUTPUTS
+    if labels is not None:
+        outputs += ROI_OUTPUTS
+    elif atlas is not None:
+        outputs += ROI_OUTPUTS + registration_outputs(atlas.space)
     ds_wf = init_ds_run_wf(out_dir=out_dir, entities=run.entities,
-                           static_metadata=static_metadata, with_roi=labels is not None)
+                           static_metadata=static_metadata, outputs=outputs)
     workflow.connect([(qsm_wf, ds_wf, [
         ("outputnode.chi_ppm", "inputnode.chi_ppm"),
         ("outputnode.brain_mask", "inputnode.brain_mask"),
@@ -65,17 +77,45 @@ def init_single_run_wf(
         ("outputnode.total_field_hz", "inputnode.total_field_hz"),
         ("outputnode.local_field_hz", "inputnode.local_field_hz"),
         ("outputnode.inversion_metadata", "inputnode.inversion_metadata")])])
+    if labels is None and atlas is None:
+        return workflow
+
+    roi = pe.Node(ROIStats(entities=run.entities, chi_reference=chi_reference,
+                           erode_vox=roi_erode_vox), name="roi")
+    workflow.connect([(qsm_wf, roi, [("outputnode.chi_ppm", "chi_ppm"),
+                                     ("outputnode.eroded_mask", "mask")]),
+                      (roi, ds_wf, [("table", "inputnode.roi_table")])])
     if labels is not None:
-        roi = pe.Node(ROIStats(labels=labels.image, labels_tsv=labels.tsv, atlas=labels.atlas,
-                               entities=run.entities, chi_reference=chi_reference,
-                               erode_vox=roi_erode_vox), name="roi")
+        roi.inputs.labels, roi.inputs.labels_tsv, roi.inputs.atlas = \
+            labels.image, labels.tsv, labels.atlas
         ds_wf.get_node("inputnode").inputs.dseg = labels.image
         ds_wf.get_node("inputnode").inputs.dseg_tsv = labels.tsv
-        workflow.connect([
-            (qsm_wf, roi, [("outputnode.chi_ppm", "chi_ppm"),
-                           ("outputnode.eroded_mask", "mask")]),
-            (roi, ds_wf, [("table", "inputnode.roi_table")]),
-        ])
+        return workflow
+
+    n_threads = qsm_options.get("omp_nthreads", 1)
+    register = pe.Node(RegisterAtlas(template=str(atlas.template), labels=str(atlas.labels),
+                                     n_threads=n_threads), name="register_atlas",
+                       n_procs=n_threads, mem_gb=3.0)
+    if atlas.ventricles is not None:
+        register.inputs.ventricles = str(atlas.ventricles)
+    figure = pe.Node(RegistrationFigure(title=f"{run.label}: {atlas.name} registration"),
+                     name="registration_figure")
+    roi.inputs.labels_tsv, roi.inputs.atlas = str(atlas.labels_tsv), atlas.name
+    ds_wf.get_node("inputnode").inputs.dseg_tsv = str(atlas.labels_tsv)
+    workflow.connect([
+        (qsm_wf, register, [("outputnode.magnitude", "magnitude"),
+                            ("outputnode.brain_mask", "mask")]),
+        (register, roi, [("native_labels", "labels")]),
+        (qsm_wf, figure, [("outputnode.magnitude", "magnitude")]),
+        (register, figure, [("warped_template", "warped_template"),
+                            ("native_labels", "labels")]),
+        (register, ds_wf, [("native_labels", "inputnode.dseg"),
+                           ("affine_xfm", "inputnode.affine_xfm"),
+                           ("warp_xfm", "inputnode.warp_xfm")]),
+        (figure, ds_wf, [("figure", "inputnode.registration_figure")]),
+    ])
+    if chi_reference == "csf":
+        workflow.connect(register, "native_ventricles", roi, "csf_mask")
     return workflow
 
 

@@ -2,53 +2,76 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from qsmflow.bids.naming import derivative_path
 from qsmflow.interfaces.derivatives import DerivativesSink
 
-# (input field, entities added, suffix, extension, sidecar)
+
+@dataclass(frozen=True)
+class Output:
+    """One derivative file: the sink input it comes from and how it is named."""
+
+    field: str
+    suffix: str
+    extension: str
+    entities: dict = field(default_factory=dict)
+    sidecar: dict = field(default_factory=dict)
+    datatype: str = "anat"
+
+
 QSM_OUTPUTS = (
-    ("chi_ppm", {}, "Chimap", ".nii.gz",
-     {"Units": "ppm", "Description": "magnetic susceptibility (SI, volume), inside the mask"}),
-    ("brain_mask", {"description": "brain"}, "mask", ".nii.gz", {"Type": "Brain"}),
-    ("eroded_mask", {"description": "qsm"}, "mask", ".nii.gz",
-     {"Description": "voxels where the local field and chi are valid (after V-SHARP)"}),
-    ("total_field_hz", {"description": "total"}, "fieldmap", ".nii.gz",
-     {"Units": "Hz", "Description": "unwrapped total field, phase offset removed; defined up "
-      "to a field that is harmonic inside the mask"}),
-    ("local_field_hz", {"description": "local"}, "fieldmap", ".nii.gz",
-     {"Units": "Hz", "Description": "local field after V-SHARP background removal"}),
+    Output("chi_ppm", "Chimap", ".nii.gz", sidecar={
+        "Units": "ppm", "Description": "magnetic susceptibility (SI, volume), inside the mask"}),
+    Output("brain_mask", "mask", ".nii.gz", {"description": "brain"}, {"Type": "Brain"}),
+    Output("eroded_mask", "mask", ".nii.gz", {"description": "qsm"}, {
+        "Description": "voxels where the local field and chi are valid (after V-SHARP)"}),
+    Output("total_field_hz", "fieldmap", ".nii.gz", {"description": "total"}, {
+        "Units": "Hz", "Description": "unwrapped total field, phase offset removed; defined "
+        "up to a field that is harmonic inside the mask"}),
+    Output("local_field_hz", "fieldmap", ".nii.gz", {"description": "local"}, {
+        "Units": "Hz", "Description": "local field after V-SHARP background removal"}),
 )
 ROI_OUTPUTS = (
-    ("roi_table", {"description": "deepgm"}, "chistats", ".csv", {}),
-    ("dseg", {"space": "orig", "description": "deepgm"}, "dseg", ".nii.gz", {}),
-    ("dseg_tsv", {"space": "orig", "description": "deepgm"}, "dseg", ".tsv", {}),
+    Output("roi_table", "chistats", ".csv", {"description": "deepgm"}),
+    Output("dseg", "dseg", ".nii.gz", {"space": "orig", "description": "deepgm"}),
+    Output("dseg_tsv", "dseg", ".tsv", {"space": "orig", "description": "deepgm"}),
 )
 
 
-def init_ds_run_wf(*, out_dir: str, entities: dict, static_metadata: dict, with_roi: bool,
+def registration_outputs(template_space: str) -> tuple[Output, ...]:
+    """Transforms (template -> native) and the registration quality figure."""
+    xfm = {"from_space": template_space, "to_space": "orig", "mode": "image"}
+    return (
+        Output("affine_xfm", "xfm", ".mat", dict(xfm, description="affine")),
+        Output("warp_xfm", "xfm", ".nii.gz", dict(xfm, description="warp")),
+        Output("registration_figure", "qc", ".png", {"description": "atlasreg"},
+               datatype="figures"),
+    )
+
+
+def init_ds_run_wf(*, out_dir: str, entities: dict, static_metadata: dict,
+                   outputs: tuple[Output, ...] = QSM_OUTPUTS,
                    name: str = "ds_run_wf") -> pe.Workflow:
     """Write all derivatives of one run in a single all-or-nothing sink.
 
     Inputs
     ------
-    chi_ppm, brain_mask, eroded_mask, total_field_hz, local_field_hz, inversion_metadata
-    roi_table, dseg, dseg_tsv
-        Only with ``with_roi``.
+    One field per entry of ``outputs`` (e.g. chi_ppm, brain_mask, roi_table ...), and
+    inversion_metadata, merged into the Chimap sidecar.
     """
     workflow = pe.Workflow(name=name)
-    outputs = QSM_OUTPUTS + (ROI_OUTPUTS if with_roi else ())
-    fields = [o[0] for o in outputs]
+    fields = [o.field for o in outputs]
     inputnode = pe.Node(niu.IdentityInterface(fields=fields + ["inversion_metadata"]),
                         name="inputnode")
     merge = pe.Node(niu.Merge(len(fields)), name="merge", run_without_submitting=True)
-    out_paths, sidecars = [], []
-    for field, extra, suffix, extension, sidecar in outputs:
-        path = derivative_path(".", {**entities, **extra}, suffix, extension)
-        out_paths.append(str(path))
-        sidecars.append(dict(sidecar, **(static_metadata if suffix == "Chimap" else {})))
+    out_paths = [str(derivative_path(".", {**entities, **o.entities}, o.suffix, o.extension,
+                                     datatype=o.datatype)) for o in outputs]
+    sidecars = [dict(o.sidecar, **(static_metadata if o.suffix == "Chimap" else {}))
+                for o in outputs]
     sink = pe.Node(DerivativesSink(out_dir=out_dir, out_paths=out_paths, sidecars=sidecars),
                    name="ds_run", run_without_submitting=True)
     workflow.connect([(inputnode, merge, [(f, f"in{i + 1}") for i, f in enumerate(fields)]),

