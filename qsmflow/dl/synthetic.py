@@ -38,6 +38,8 @@ class Batch:
     weight: torch.Tensor
     phase_scale: torch.Tensor  # (B, 1, 1, 1, 1) rad per ppm
     operator: DipoleOperator
+    voxel_size_mm: np.ndarray  # (B, 3)
+    b0_direction: np.ndarray  # (B, 3), voxel coordinates
 
 
 def random_head_models(seed: int, n_models: int) -> list[HeadModel]:
@@ -148,4 +150,5 @@ def sample_batch(models: list[HeadModel], rng: np.random.Generator, *, batch_siz
         noise_sd_rad = torch.from_numpy(rng.uniform(*PHASE_NOISE_RANGE_RAD, (batch_size, 1, 1, 1, 1))
                                         .astype(np.float32))
         field = field + noise_sd_rad * noise_rad / weight_t.clamp(min=MIN_WEIGHT) / scale_t
-    return Batch(field * mask_t, chi_t, mask_t, weight_t, scale_t, operator)
+    return Batch(field * mask_t, chi_t, mask_t, weight_t, scale_t, operator, np.asarray(vszs),
+                 np.asarray(bdirs))
