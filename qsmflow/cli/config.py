@@ -10,6 +10,8 @@ from pathlib import Path
 from qsmflow.bids.errors import QSMUsageError
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "PBS", "PBSGraph", "SGE")
+# Local plugins run nodes on this machine; the others submit each node as a cluster job.
+LOCAL_PLUGINS = ("Linear", "MultiProc")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -77,11 +79,24 @@ def build_config(args) -> Config:
         raise QSMUsageError(
             f"OUTPUT_DIR {output_dir} is inside BIDS_DIR {bids_dir}. qsmflow never writes "
             "into the input dataset; choose a folder outside it (or under its derivatives/).")
-    nprocs = args.nprocs or os.cpu_count() or 1
-    omp = args.omp_nthreads or min(nprocs, 8)
-    if nprocs < 1 or omp < 1:
+    if (args.nprocs is not None and args.nprocs < 1) or \
+            (args.omp_nthreads is not None and args.omp_nthreads < 1):
         raise QSMUsageError("--nprocs and --omp-nthreads must be at least 1.")
-    if omp > nprocs:
+    local = args.plugin in LOCAL_PLUGINS
+    if not local and args.nprocs is not None:
+        raise QSMUsageError(f"--nprocs sizes the local process pool; with --plugin "
+                            f"{args.plugin} every node is its own cluster job. Ask the "
+                            "scheduler for resources in --plugin-args instead "
+                            "(workflows/README.md).")
+    if args.mem_gb is not None and args.plugin != "MultiProc":
+        raise QSMUsageError(f"--mem-gb is the memory budget of --plugin MultiProc; --plugin "
+                            f"{args.plugin} does not use it. Drop it (cluster plugins: ask "
+                            "the scheduler for memory in --plugin-args).")
+    nprocs = args.nprocs if args.nprocs is not None else os.cpu_count() or 1
+    # A cluster job gets one CPU unless it asks for more: thread counts default to 1 there.
+    omp = args.omp_nthreads if args.omp_nthreads is not None else (
+        min(nprocs, 8) if local else 1)
+    if local and omp > nprocs:
         raise QSMUsageError(f"--omp-nthreads {omp} exceeds --nprocs {nprocs}: one node would "
                             "use more threads than the whole run may. Lower --omp-nthreads.")
     if args.plugin == "Linear" and args.nprocs and args.nprocs > 1:
@@ -93,6 +108,11 @@ def build_config(args) -> Config:
         raise QSMUsageError(f"--plugin-args is not valid JSON: {err}") from err
     if not isinstance(plugin_args, dict):
         raise QSMUsageError("--plugin-args must be a JSON object, e.g. '{\"sbatch_args\": \"-p short\"}'.")
+    for key, option in (("n_procs", "--nprocs"), ("memory_gb", "--mem-gb"),
+                        ("status_callback", None)):
+        if key in plugin_args:
+            raise QSMUsageError(f"--plugin-args may not set {key!r}: "
+                                + (f"use {option}." if option else "qsmflow sets it."))
     if args.weights and args.inversion != "nsidl":
         raise QSMUsageError(f"--weights is for --inversion nsidl, not {args.inversion}.")
     if args.device == "cuda" and args.inversion != "nsidl":

@@ -52,6 +52,7 @@ def _run_participant_level(config: Config) -> int:
     from qsmflow.dl.weights import WeightsError, load_nsidl
     from qsmflow.workflows.base import RunLabels, init_qsmflow_wf, run_workflow_name
 
+    from .plugins import GRAPH_PLUGINS, plugin_arguments
     from .progress import ProgressReporter
     from .provenance import write_dataset_description, write_run_record
 
@@ -111,6 +112,7 @@ def _run_participant_level(config: Config) -> int:
                      weights_sha256=weights_sha)
 
     succeeded: list[str] = []
+    submitted: list[str] = []
     if runs:
         LOGGER.info("processing %d run(s): %s", len(runs), ", ".join(r.label for r in runs))
         workflow = init_qsmflow_wf(
@@ -129,13 +131,7 @@ def _run_participant_level(config: Config) -> int:
                 wf = workflow.get_node(run_workflow_name(run))
                 wf.get_node("qsm_wf").get_node("mask").inputs.user_mask = masks[run.label]
         reporter = ProgressReporter({run_workflow_name(r): r.label for r in runs})
-        plugin_args = dict(config.plugin_args)
-        if config.plugin in ("MultiProc", "Linear"):
-            plugin_args["status_callback"] = reporter
-        if config.plugin == "MultiProc":
-            plugin_args.setdefault("n_procs", config.nprocs)
-            if config.mem_gb:
-                plugin_args.setdefault("memory_gb", config.mem_gb)
+        plugin_args = plugin_arguments(config, workflow, reporter)
         workflow.config["execution"]["crashdump_dir"] = str(logs / "crash")
         t0 = time.time()
         try:
@@ -144,10 +140,10 @@ def _run_participant_level(config: Config) -> int:
             LOGGER.debug("nipype: %s", err)
         LOGGER.info("workflow finished in %.1f s", time.time() - t0)
         for run in runs:
-            if config.plugin in ("MultiProc", "Linear"):
-                ok = run.label in reporter.finished_sinks and run.label not in reporter.failed
-            else:  # cluster plugins: the sink's outputs are the evidence
-                ok = (_find_derivative(config.output_dir, run, "Chimap.nii.gz") is not None)
+            if config.plugin in GRAPH_PLUGINS:  # the jobs run on after workflow.run returns
+                submitted.append(run.label)
+                continue
+            ok = run.label in reporter.finished_sinks and run.label not in reporter.failed
             if ok:
                 succeeded.append(run.label)
             else:
@@ -157,12 +153,20 @@ def _run_participant_level(config: Config) -> int:
 
     summary = {"started": started, "finished": _now(), "succeeded": succeeded,
                "failed": failures, "config": str(record_path.name)}
+    if submitted:
+        summary["submitted"] = submitted
     from qsmflow.interfaces.derivatives import atomic_write_text
     atomic_write_text(logs / f"qsmflow_{stamp}_summary.json", json.dumps(summary, indent=2))
     write_run_record(record_path, config.to_toml_dict(), started=started,
                      finished=summary["finished"], weights_sha256=weights_sha,
-                     extra={"succeeded": succeeded, "failed": sorted(failures)})
+                     extra={"succeeded": succeeded, "failed": sorted(failures),
+                            "submitted": submitted})
     LOGGER.info("done: %d run(s) succeeded, %d failed", len(succeeded), len(failures))
+    if submitted:
+        LOGGER.info("submitted %d run(s) as %s jobs; they run on after this command: the "
+                    "derivatives appear in %s as they finish (follow them with the "
+                    "scheduler). Run the same command again to resubmit what failed.",
+                    len(submitted), config.plugin, config.output_dir)
     for label, message in failures.items():
         LOGGER.info("  FAILED %s: %s", label, message.splitlines()[0])
     return EXIT_OK if not failures else EXIT_SOME_FAILED

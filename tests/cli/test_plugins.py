@@ -1,0 +1,127 @@
+"""Execution options (--plugin, --plugin-args, --nprocs, --omp-nthreads, --mem-gb): validated
+before anything runs, and passed on to Nipype as documented. Fast: nothing is computed."""
+
+import json
+import os
+
+import pytest
+
+from qsmflow.bids.discovery import GRERun
+from qsmflow.bids.errors import QSMUsageError
+from qsmflow.cli.config import EXIT_USAGE, build_config
+from qsmflow.cli.parser import build_parser
+from qsmflow.cli.plugins import plugin_arguments
+from qsmflow.cli.run import main
+from qsmflow.workflows.base import init_qsmflow_wf
+
+
+@pytest.fixture
+def bids(tmp_path):
+    """A skeleton dataset: argument validation needs no more than the folder."""
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "skeleton", "BIDSVersion": "1.9.0"}))
+    return root
+
+
+def _main(bids, tmp_path, *options):
+    return main([str(bids), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
+                 *options])
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--plugin-args", "{not json"], "--plugin-args is not valid JSON"),
+    (["--plugin-args", "[1, 2]"], "--plugin-args must be a JSON object"),
+    (["--plugin-args", '"sbatch_args"'], "--plugin-args must be a JSON object"),
+    (["--plugin", "Linear", "--nprocs", "2"], "--plugin Linear runs one node at a time"),
+    (["--nprocs", "2", "--omp-nthreads", "4"], "--omp-nthreads 4 exceeds --nprocs 2"),
+    (["--nprocs", "0"], "must be at least 1"),
+    (["--omp-nthreads", "0"], "must be at least 1"),
+    (["--mem-gb", "0"], "--mem-gb must be positive"),
+    (["--plugin", "SLURM", "--nprocs", "4"], "every node is its own cluster job"),
+    (["--plugin", "SLURM", "--mem-gb", "8"], "--mem-gb is the memory budget of --plugin "
+                                             "MultiProc"),
+    (["--plugin", "Linear", "--mem-gb", "8"], "--plugin Linear does not use it"),
+    (["--plugin-args", '{"n_procs": 4}'], "may not set 'n_procs': use --nprocs"),
+    (["--plugin-args", '{"memory_gb": 4}'], "may not set 'memory_gb': use --mem-gb"),
+])
+def test_conflicting_or_invalid_options_exit_2_with_a_clear_message(
+        bids, tmp_path, capsys, options, message):
+    assert _main(bids, tmp_path, *options) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("qsmflow: error: ")
+    assert message in err
+    assert not (tmp_path / "out").exists()  # nothing was written
+
+
+def test_unknown_plugin_is_refused_by_the_parser(bids, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _main(bids, tmp_path, "--plugin", "Condor")
+    assert exit_info.value.code == EXIT_USAGE
+    assert "invalid choice: 'Condor'" in capsys.readouterr().err
+
+
+def _config(bids, tmp_path, *options):
+    args = build_parser().parse_args([str(bids), str(tmp_path / "out"), "participant",
+                                      "-w", str(tmp_path / "work"), *options])
+    return build_config(args)
+
+
+def test_threads_default_to_one_for_cluster_plugins(bids, tmp_path):
+    """A cluster job has one CPU unless it asks for more; the submit host's count is moot."""
+    assert _config(bids, tmp_path, "--plugin", "SLURM").omp_nthreads == 1
+    local = _config(bids, tmp_path, "--nprocs", "3")
+    assert (local.nprocs, local.omp_nthreads) == (3, 3)
+
+
+def _workflow(tmp_path, omp_nthreads):
+    files = lambda part: tuple(f"/in/sub-01_echo-{e}_part-{part}_MEGRE.nii.gz"  # noqa: E731
+                               for e in (1, 2))
+    run = GRERun("01", None, None, None, "MEGRE", files("mag"), files("phase"),
+                 (0.005, 0.01), 3.0)
+    return init_qsmflow_wf([run], work_dir=str(tmp_path / "work"), out_dir=str(tmp_path),
+                           qsm_options={"inversion": "tkd", "omp_nthreads": omp_nthreads})
+
+
+def _invert(workflow):
+    return workflow.get_node("sub_01_wf.qsm_wf.invert")
+
+
+def test_multiproc_gets_nprocs_memory_and_the_progress_callback(bids, tmp_path):
+    config = _config(bids, tmp_path, "--nprocs", "3", "--omp-nthreads", "2", "--mem-gb", "6",
+                     "--plugin-args", '{"maxtasksperchild": 1}')
+    callback = object()
+    args = plugin_arguments(config, _workflow(tmp_path, 2), callback)
+    assert args == {"maxtasksperchild": 1, "n_procs": 3, "memory_gb": 6.0,
+                    "status_callback": callback}
+
+
+def test_mem_gb_below_a_nodes_need_is_a_usage_error(bids, tmp_path):
+    """MultiProc would refuse to start; say which node needs what, before anything runs."""
+    workflow = _workflow(tmp_path, 1)
+    need = _invert(workflow).mem_gb
+    config = _config(bids, tmp_path, "--nprocs", "2", "--mem-gb", str(need / 2))
+    with pytest.raises(QSMUsageError, match=rf"need\. Give --mem-gb {need:g} or more"):
+        plugin_arguments(config, workflow, None)
+
+
+def test_slurm_jobs_ask_for_the_threads_a_node_uses(bids, tmp_path, monkeypatch):
+    monkeypatch.delenv("LOGNAME", raising=False)  # Nipype's SLURM plugin needs it
+    config = _config(bids, tmp_path, "--plugin", "SLURM", "--omp-nthreads", "4",
+                     "--plugin-args", '{"sbatch_args": "-p short --mem=6G"}')
+    workflow = _workflow(tmp_path, 4)
+    callback = object()
+    args = plugin_arguments(config, workflow, callback)
+    assert args == {"sbatch_args": "-p short --mem=6G", "status_callback": callback}
+    assert _invert(workflow).plugin_args == {"sbatch_args": "--cpus-per-task=4"}
+    assert workflow.get_node("sub_01_wf.qsm_wf.vsharp").plugin_args == {}
+    assert os.environ["LOGNAME"]
+
+
+def test_graph_plugins_get_no_status_callback(bids, tmp_path):
+    """Nipype's graph plugins submit every job at once and cannot report nodes back."""
+    config = _config(bids, tmp_path, "--plugin", "SLURMGraph", "--plugin-args",
+                     '{"dont_resubmit_completed_jobs": true}')
+    args = plugin_arguments(config, _workflow(tmp_path, 1), object())
+    assert args == {"dont_resubmit_completed_jobs": True}
