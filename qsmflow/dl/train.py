@@ -75,6 +75,9 @@ def train(args) -> Path:
         torch.set_rng_state(state["torch_rng"])
         log, step = state["log"], state["step"]
         print(f"resumed from step {step}", flush=True)
+    # Each start (fresh or resumed) is a segment: its arguments and first step are kept,
+    # so that a run whose schedule was changed on resume can be reproduced exactly.
+    log.setdefault("segments", []).append({"first_step": step, "args": vars(args)})
 
     print("building head models...", flush=True)
     models = random_head_models(args.seed + TRAIN_SEED_OFFSET, args.n_models)
@@ -85,7 +88,8 @@ def train(args) -> Path:
     print(f"start: {validate(model, val_batches)}", flush=True)
 
     started = time.time() - log["wall_time_s"]
-    while step < args.steps:
+    stop_at = min(args.steps, args.stop_after) if args.stop_after else args.steps
+    while step < stop_at:
         lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * step / args.steps))
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -107,7 +111,7 @@ def train(args) -> Path:
             steps_txt = [round(float(a), 3) for a in torch.exp(model.log_steps.detach())]
             print(f"step {step}/{args.steps} loss {recent:.4f} lr {lr:.2e} "
                   f"alpha {steps_txt} {time.time() - started:.0f}s", flush=True)
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        if step % args.checkpoint_every == 0 or step == stop_at:
             metrics = validate(model, val_batches)
             metrics["step"] = step
             log["validation"].append(metrics)
@@ -119,6 +123,9 @@ def train(args) -> Path:
                         "log": log, "step": step}, tmp)
             tmp.replace(checkpoint)
 
+    if step < args.steps:
+        print(f"stopped after step {step} as asked (--stop-after)", flush=True)
+        return checkpoint
     weights = out / "nsidl.pt"
     torch.save({"config": config.to_dict(), "state_dict": model.state_dict()}, weights)
     log["wall_time_s"] = time.time() - started
@@ -132,7 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qsmflow-train-nsidl", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output directory (checkpoint, weights, log)")
-    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--steps", type=int, default=1600,
+                   help="total steps; the cosine learning-rate schedule spans them")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop (with a checkpoint) after this step; resume later")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--patch", type=int, default=48, help="patch edge in voxels")
     p.add_argument("--iterations", type=int, default=5, help="unrolled PGD iterations K")
