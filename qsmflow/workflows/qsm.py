@@ -7,15 +7,7 @@ from nipype.pipeline import engine as pe
 
 from qsmflow.interfaces.gre import BrainMask, CombineEchoes, PrepareGRE, UnwrapPhase, VSharp
 from qsmflow.interfaces.inversion import DipoleInversion
-
-METHOD_DESCRIPTIONS = {
-    "nsidl": "NSIDL, an unrolled proximal gradient descent on the nonlinear dipole model "
-             "with a learned CNN proximal operator (weights trained by qsmflow; see the "
-             "model card)",
-    "tkd": "truncated k-space division (threshold 0.19) [Shmueli 2009]",
-    "cfl2": "closed-form L2 inversion with gradient regularisation [Bilgic 2014]",
-    "ndi": "nonlinear dipole inversion with early stopping [Polak 2020]",
-}
+from qsmflow.reports.methods import qsm_methods
 
 
 def init_qsm_wf(
@@ -56,19 +48,8 @@ def init_qsm_wf(
         Method, weights hash, B0 direction, effective echo time.
     """
     workflow = pe.Workflow(name=name)
-    n_echoes = len(echo_times_s)
-    workflow.__desc__ = (
-        f"The phase of {n_echoes} echo(es) (TE = "
-        f"{', '.join(f'{te * 1e3:.2f}' for te in echo_times_s)} ms, B0 = {b0_t:g} T) was "
-        "combined into a frequency map by a magnitude-weighted complex fit of frequency "
-        "and phase offset over echoes [Liu 2013], which removes the echo-independent phase "
-        "offset. The map was unwrapped with the least-squares Laplacian method "
-        "[Ghiglia & Romero 1994; Schofield & Zhu 2003] inside the brain mask, from which "
-        "phase residues were excluded. The background field was removed with V-SHARP "
-        "[Wu 2012] and the susceptibility computed with "
-        f"{METHOD_DESCRIPTIONS[inversion]}, using the B0 direction taken from the image "
-        "orientation. "
-    )
+    # The same text is the methods paragraph of the participant report.
+    workflow.__desc__ = qsm_methods(echo_times_s, b0_t, inversion)
     inputnode = pe.Node(niu.IdentityInterface(fields=["magnitude_files", "phase_files"]),
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[

@@ -1,0 +1,130 @@
+"""Methods text and its references, shared by the workflows and the participant report.
+
+``init_qsm_wf`` sets its ``workflow.__desc__`` with :func:`qsm_methods`, and the HTML
+report prints the same paragraph, so the two cannot drift apart. Citations are written
+in the text as ``[Key]`` or ``[Key; Key]``; :func:`cited_references` turns them into the
+reference list from :data:`REFERENCES`.
+"""
+
+from __future__ import annotations
+
+import re
+
+MODEL_CARD = "qsmflow/data/MODEL_CARD.md"
+
+REFERENCES = {
+    "Liu 2013": "Liu T, Wisnieff C, Lou M, Chen W, Spincemaille P, Wang Y. Nonlinear "
+                "formulation of the magnetic field to source relationship for robust "
+                "quantitative susceptibility mapping. Magn Reson Med 2013;69:467-476 "
+                "(MEDI Fit_ppm_complex).",
+    "Ghiglia & Romero 1994": "Ghiglia DC, Romero LA. Robust two-dimensional weighted and "
+                             "unweighted phase unwrapping that uses fast transforms and "
+                             "iterative methods. J Opt Soc Am A 1994;11:107-117.",
+    "Schofield & Zhu 2003": "Schofield MA, Zhu Y. Fast phase unwrapping algorithm for "
+                            "interferometric applications. Opt Lett 2003;28:1194-1196.",
+    "Schweser 2011": "Schweser F, Deistung A, Lehr BW, Reichenbach JR. Quantitative imaging "
+                     "of intrinsic magnetic tissue properties using MRI signal phase: an "
+                     "approach to in vivo brain iron metabolism? NeuroImage "
+                     "2011;54:2789-2807.",
+    "Wu 2012": "Wu B, Li W, Guidon A, Liu C. Whole brain susceptibility mapping using "
+               "compressed sensing. Magn Reson Med 2012;67:137-147.",
+    "Shmueli 2009": "Shmueli K, de Zwart JA, van Gelderen P, Li TQ, Dodd SJ, Duyn JH. "
+                    "Magnetic susceptibility mapping of brain tissue in vivo using MRI phase "
+                    "data. Magn Reson Med 2009;62:1510-1522.",
+    "Bilgic 2014": "Bilgic B, Chatnuntawech I, Fan AP, Setsompop K, Cauley SF, Wald LL, "
+                   "Adalsteinsson E. Fast image reconstruction with L2-regularization. "
+                   "J Magn Reson Imaging 2014;40:181-191.",
+    "Polak 2020": "Polak D, Chatnuntawech I, Yoon J, Iyer SS, Milovic C, Lee J, Bachert P, "
+                  "Adalsteinsson E, Setsompop K, Bilgic B. Nonlinear dipole inversion (NDI) "
+                  "enables robust quantitative susceptibility mapping (QSM). NMR Biomed "
+                  "2020;33:e4271.",
+    "NSIDL 2024-25": "NSIDL: nonlinear susceptibility inversion deep learning (2024-25). "
+                     "qsmflow's implementation, its training data and its weights are "
+                     f"described in the model card, {MODEL_CARD}.",
+    "Lai 2020": "Lai KW, Aggarwal M, van Zijl P, Li X, Sulam J. Learned proximal networks "
+                "for quantitative susceptibility mapping. MICCAI 2020:125-135 (LPCNN).",
+    "Avants 2008": "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic "
+                   "image registration with cross-correlation: evaluating automated labeling "
+                   "of elderly and neurodegenerative brain. Med Image Anal 2008;12:26-41.",
+    "Fonov 2011": "Fonov V, Evans AC, Botteron K, Almli CR, McKinstry RC, Collins DL. "
+                  "Unbiased average age-appropriate atlases for pediatric studies. "
+                  "NeuroImage 2011;54:313-327.",
+    "Rolls 2020": "Rolls ET, Huang CC, Lin CP, Feng J, Joliot M. Automated anatomical "
+                  "labelling atlas 3. NeuroImage 2020;206:116189.",
+    "Diedrichsen 2011": "Diedrichsen J, Maderwald S, Kuper M, et al. Imaging the deep "
+                        "cerebellar nuclei: a probabilistic atlas and normalization "
+                        "procedure. NeuroImage 2011;54:1786-1794.",
+}
+
+METHOD_DESCRIPTIONS = {
+    "nsidl": "NSIDL [NSIDL 2024-25], an unrolled proximal gradient descent on the "
+             "nonlinear dipole model with a learned CNN proximal operator [Lai 2020] "
+             "(weights trained by qsmflow; see the model card)",
+    "tkd": "truncated k-space division (threshold 0.19) [Shmueli 2009]",
+    "cfl2": "closed-form L2 inversion with gradient regularisation [Bilgic 2014]",
+    "ndi": "nonlinear dipole inversion with early stopping [Polak 2020]",
+}
+
+_CITATION = re.compile(r"\[([^\[\]]+)\]")
+
+
+def qsm_methods(echo_times_s, b0_t: float, inversion: str) -> str:
+    """The methods paragraph of the QSM chain of one run (``init_qsm_wf``'s ``__desc__``)."""
+    echo_times_s = list(echo_times_s)
+    return (
+        f"The phase of {len(echo_times_s)} echo(es) (TE = "
+        f"{', '.join(f'{te * 1e3:.2f}' for te in echo_times_s)} ms, B0 = {b0_t:g} T) was "
+        "combined into a frequency map by a magnitude-weighted complex fit of frequency "
+        "and phase offset over echoes [Liu 2013], which removes the echo-independent phase "
+        "offset. The map was unwrapped with the least-squares Laplacian method "
+        "[Ghiglia & Romero 1994; Schofield & Zhu 2003] inside the brain mask, from which "
+        "phase residues were excluded. The background field was removed with V-SHARP "
+        "[Schweser 2011; Wu 2012] and the susceptibility computed with "
+        f"{METHOD_DESCRIPTIONS[inversion]}, using the B0 direction taken from the image "
+        "orientation. "
+    )
+
+
+def nsidl_weights_methods(weights_sha256: str) -> str:
+    """Which NSIDL weights were used: their sha256 and where they are documented."""
+    return (f"The NSIDL weights had sha256 {weights_sha256}; the model card ({MODEL_CARD}) "
+            "describes their architecture, training data and known limitations. ")
+
+
+def roi_methods(*, atlas: str, registered: bool, chi_reference: str,
+                roi_erode_vox: int = 0) -> str:
+    """The methods paragraph of the deep gray matter ROI table."""
+    if registered and atlas.startswith("AAL3"):
+        text = ("Deep gray matter regions of the AAL3 atlas [Rolls 2020], with a dentate "
+                "nucleus at the centroid of the SUIT dentate [Diedrichsen 2011], were "
+                "carried from the ICBM 2009a nonlinear symmetric template [Fonov 2011] into "
+                "each scan's native space by a rigid, affine and SyN registration of the "
+                "template to the brain-masked first-echo magnitude with ANTs [Avants 2008] "
+                "(labels resampled with generic-label interpolation). ")
+    elif registered:
+        text = (f"Deep gray matter regions of the atlas {atlas} were carried into each "
+                "scan's native space by a rigid, affine and SyN registration of its "
+                "template to the brain-masked first-echo magnitude with ANTs "
+                "[Avants 2008]. ")
+    else:
+        text = (f"Deep gray matter regions were taken from native-space label images "
+                f"supplied by the user ({atlas}). ")
+    reference = {"whole_brain": "the mean susceptibility within the QSM mask",
+                 "csf": "the median susceptibility of the lateral ventricles",
+                 "none": "no reference (values as inverted)"}.get(chi_reference, chi_reference)
+    text += (f"Susceptibility statistics per region were computed relative to {reference}"
+             + (f", after eroding each region by {roi_erode_vox} voxel(s)" if roi_erode_vox
+                else "") + ". ")
+    return text
+
+
+def cited_references(*texts: str) -> list[tuple[str, str]]:
+    """``(key, full reference)`` for every ``[Key]`` cited in ``texts``, in order of first
+    citation. Unknown keys raise ``KeyError``: every citation must have its reference."""
+    keys: list[str] = []
+    for text in texts:
+        for group in _CITATION.findall(text):
+            for key in (k.strip() for k in group.split(";")):
+                if key not in keys:
+                    keys.append(key)
+    return [(key, REFERENCES[key]) for key in keys]
