@@ -11,7 +11,8 @@ LOGGER = logging.getLogger("qsmflow")
 STAGES = {
     "prepare": ("load echoes", lambda o: ""),
     "mask": ("brain mask", lambda o: f"{o.volume_ml:.0f} ml"),
-    "combine": ("echo fit", lambda o: f"reference dTE {o.reference_dte_s * 1e3:.2f} ms"),
+    "combine": ("echo fit", lambda o: (f"{o.n_echoes} echoes combined, " if o.n_echoes else
+                                       "") + f"reference dTE {o.reference_dte_s * 1e3:.2f} ms"),
     "unwrap": ("unwrapping", lambda o: f"{o.n_residue_voxels} residue voxels excluded"),
     "vsharp": ("V-SHARP", lambda o: f"radii {max(o.radii_mm):g}-{min(o.radii_mm):g} mm"),
     "invert": ("dipole inversion", lambda o: f"{o.method}"),
@@ -29,6 +30,9 @@ class ProgressReporter:
         self.started: dict[str, float] = {}
         self.failed: dict[str, list[str]] = {}
         self.finished_sinks: set[str] = set()
+        # run label -> {stage label: seconds} and {stage label: key number}, for the report
+        self.timings: dict[str, dict[str, float]] = {}
+        self.details: dict[str, dict[str, str]] = {}
 
     def _run_of(self, node) -> str | None:
         for part in node.fullname.split("."):
@@ -41,11 +45,17 @@ class ProgressReporter:
         key = node.fullname
         if status == "start":
             self.started[key] = time.time()
+            if node.name == "register_atlas" and run is not None:  # minutes of silence
+                LOGGER.info("%s: atlas registration started", run)
             return
         if run is None:
             return
         if status == "exception":
             self.failed.setdefault(run, []).append(node.name)
+            if node.name in STAGES:
+                self.timings.setdefault(run, {})[STAGES[node.name][0]] = max(
+                    time.time() - self.started.get(key, time.time()), 0.0)
+                self.details.setdefault(run, {})[STAGES[node.name][0]] = "FAILED"
             LOGGER.error("%s: stage %s FAILED", run, STAGES.get(node.name, (node.name,))[0])
             return
         if status == "end":
@@ -59,3 +69,5 @@ class ProgressReporter:
                 except Exception:  # key numbers are informative only
                     detail = ""
                 LOGGER.info("%s: %-20s %6.1f s  %s", run, label, elapsed, detail)
+                self.timings.setdefault(run, {})[label] = elapsed
+                self.details.setdefault(run, {})[label] = detail

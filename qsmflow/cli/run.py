@@ -46,7 +46,7 @@ def _find_derivative(folder: Path, run, suffix_glob: str) -> Path | None:
     return matches[0] if matches else None
 
 
-def _run_participant_level(config: Config) -> int:
+def _run_participant_level(config: Config, argv: list[str] | None = None) -> int:
     from qsmflow.bids.discovery import find_gre_runs
     from qsmflow.bids.validation import validate_run_images
     from qsmflow.dl.weights import WeightsError, load_nsidl
@@ -55,6 +55,7 @@ def _run_participant_level(config: Config) -> int:
     from .plugins import GRAPH_PLUGINS, plugin_arguments
     from .progress import ProgressReporter
     from .provenance import write_dataset_description, write_run_record
+    from .report import write_reports
 
     started = _now()
     discovery = find_gre_runs(config.bids_dir, participant_labels=config.participant_label,
@@ -67,8 +68,11 @@ def _run_participant_level(config: Config) -> int:
 
         atlas = (custom_atlas(config.atlas_template, config.atlas, config.atlas_labels)
                  if config.atlas else default_atlas(config.work_dir / "atlas_cache"))
-    weights_sha = None
+    weights_sha = weights_path = None
     if config.inversion == "nsidl":
+        from qsmflow.dl.weights import default_weights_path
+
+        weights_path = config.weights or default_weights_path()
         try:
             weights_sha = load_nsidl(config.weights)[1]
         except WeightsError as err:
@@ -109,10 +113,11 @@ def _run_participant_level(config: Config) -> int:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     record_path = logs / f"qsmflow_{stamp}_config.toml"
     write_run_record(record_path, config.to_toml_dict(), started=started, finished=None,
-                     weights_sha256=weights_sha)
+                     weights_sha256=weights_sha, argv=argv, weights_path=weights_path)
 
     succeeded: list[str] = []
     submitted: list[str] = []
+    reporter = None
     if runs:
         LOGGER.info("processing %d run(s): %s", len(runs), ", ".join(r.label for r in runs))
         workflow = init_qsmflow_wf(
@@ -157,10 +162,14 @@ def _run_participant_level(config: Config) -> int:
         summary["submitted"] = submitted
     from qsmflow.interfaces.derivatives import atomic_write_text
     atomic_write_text(logs / f"qsmflow_{stamp}_summary.json", json.dumps(summary, indent=2))
-    write_run_record(record_path, config.to_toml_dict(), started=started,
-                     finished=summary["finished"], weights_sha256=weights_sha,
-                     extra={"succeeded": succeeded, "failed": sorted(failures),
-                            "submitted": submitted})
+    record = write_run_record(record_path, config.to_toml_dict(), started=started,
+                              finished=summary["finished"], weights_sha256=weights_sha,
+                              extra={"succeeded": succeeded, "failed": sorted(failures),
+                                     "submitted": submitted},
+                              argv=argv, weights_path=weights_path)
+    write_reports(config.output_dir, succeeded=succeeded, failures=failures,
+                  submitted=submitted, warnings=warnings, reporter=reporter, record=record,
+                  record_path=record_path)
     LOGGER.info("done: %d run(s) succeeded, %d failed", len(succeeded), len(failures))
     if submitted:
         LOGGER.info("submitted %d run(s) as %s jobs; they run on after this command: the "
@@ -194,7 +203,7 @@ def main(argv=None) -> int:
     try:
         config = build_config(args)
         if config.analysis_level == "participant":
-            return _run_participant_level(config)
+            return _run_participant_level(config, argv)
         return _run_group_level(config)
     except (QSMUsageError, QSMInputError, FileNotFoundError, ValueError) as err:
         print(f"qsmflow: error: {err}", file=sys.stderr)

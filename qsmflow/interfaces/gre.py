@@ -107,6 +107,7 @@ class _CombineEchoesOutputSpec(TraitedSpec):
     reference_dte_s = traits.Float()
     noise_std_hz = File(exists=True)
     weight = File(exists=True, desc="data weight W in [0, 1]")
+    n_echoes = traits.Int(desc="echoes combined")
 
 
 class CombineEchoes(SimpleInterface):
@@ -127,6 +128,7 @@ class CombineEchoes(SimpleInterface):
                                                   output_path("noise_std_hz.nii.gz"))
         self._results["weight"] = save_like(data_weight_from_noise(fit.noise_std_hz, mask),
                                             affine, output_path("weight.nii.gz"))
+        self._results["n_echoes"] = len(self.inputs.echo_times_s)
         return runtime
 
 
