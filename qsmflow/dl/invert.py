@@ -73,5 +73,6 @@ def invert_local_field(
     to_t = lambda a: torch.from_numpy(np.asarray(a, np.float32))[None, None].to(torch_device)  # noqa: E731
     with torch.no_grad():
         operator = DipoleOperator(mask.shape, voxel_size_mm, b0_direction).to(torch_device)
-        chi = model(operator, to_t(field), to_t(mask), to_t(weight), scale)
+        chi = model(operator, to_t(field), to_t(mask), to_t(weight), scale,
+                    n_iterations=model.inference_iterations)
     return InversionResult(chi[0, 0].cpu().numpy().astype(np.float64) * mask, method, digest)

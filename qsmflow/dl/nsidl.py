@@ -107,13 +107,19 @@ class NSIDL(nn.Module):
         weight: torch.Tensor,
         phase_scale_rad_per_ppm,
         *,
+        n_iterations: int | None = None,
         return_all: bool = False,
     ):
         """Estimate chi (ppm) from the local field (ppm), all tensors (B, 1, X, Y, Z).
 
         ``phase_scale_rad_per_ppm`` is ``s = 2 pi gamma B0 TE 1e-6``: the phase per ppm
         at the effective echo time, a float or a (B, 1, 1, 1, 1) tensor.
+        ``n_iterations`` runs only the first iterations (at most the trained number); the
+        shipped weights record the number chosen on validation data.
         """
+        n_iterations = self.config.n_iterations if n_iterations is None else n_iterations
+        if not 1 <= n_iterations <= self.config.n_iterations:
+            raise ValueError(f"n_iterations must be 1..{self.config.n_iterations}")
         s = phase_scale_rad_per_ppm
         field_ppm = field_ppm * mask
         phase = s * field_ppm
@@ -121,7 +127,7 @@ class NSIDL(nn.Module):
         chi = operator.tkd(field_ppm) * mask
         field_in = field_ppm / CHI_SCALE_PPM
         history = []
-        for k in range(self.config.n_iterations):
+        for k in range(n_iterations):
             gradient = nonlinear_data_gradient(operator, chi, phase, weight_sq, s) / (s * s)
             z = chi - torch.exp(self.log_steps[k]) * gradient
             chi = self.prox(z / CHI_SCALE_PPM, field_in) * CHI_SCALE_PPM * mask

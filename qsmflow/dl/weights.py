@@ -36,7 +36,9 @@ def load_nsidl(path=None, *, device: str = "cpu") -> tuple[NSIDL, str]:
     """Load NSIDL weights (default: the shipped ones) and return the model and its sha256.
 
     Shipped weights are checked against their recorded sha256; user weights are loaded
-    as given and their hash is reported for provenance.
+    as given and their hash is reported for provenance. The model's
+    ``inference_iterations`` attribute is the number of unrolled iterations to run,
+    recorded in the weights file (default: all trained iterations).
     """
     path = Path(path) if path is not None else default_weights_path()
     if not path.is_file():
@@ -51,6 +53,8 @@ def load_nsidl(path=None, *, device: str = "cpu") -> tuple[NSIDL, str]:
         state = torch.load(path, map_location=device, weights_only=True)
         model = NSIDL(NSIDLConfig(**state["config"]))
         model.load_state_dict(state["state_dict"])
+        model.inference_iterations = int(state.get("inference_iterations",
+                                                   model.config.n_iterations))
     except Exception as err:
         raise WeightsError(f"{path}: not valid NSIDL weights ({err}).") from err
     return model.to(device).eval(), digest
