@@ -7,6 +7,7 @@ and consistent, or the user gets one paragraph naming the file and the fix.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,15 @@ def load_layout(bids_dir: Path):
     try:
         return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
     except Exception as err:  # pybids raises many types for broken datasets
-        raise QSMInputError(f"{bids_dir}: pybids cannot index this dataset: {err}") from err
+        for sidecar in sorted(bids_dir.rglob("*.json")):
+            try:
+                json.loads(sidecar.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as bad:
+                raise QSMInputError(
+                    f"{sidecar}: not valid JSON ({bad}), so pybids cannot index the dataset. "
+                    "Fix the file (python -m json.tool shows where) or remove it.") from err
+        raise QSMInputError(f"{bids_dir}: pybids cannot index this dataset ({err}). Check it "
+                            "with the BIDS validator.") from err
 
 
 def _metadata_float(layout, path: str, key: str, unit: str) -> float | None:
@@ -71,10 +80,22 @@ def _metadata_float(layout, path: str, key: str, unit: str) -> float | None:
     value = metadata.get(key)
     if value is None:
         return None
+    if isinstance(value, list):
+        raise QSMInputError(
+            f"{path}: sidecar field {key}={value!r} is a list. One file must hold one echo "
+            "(a 4-D echo-stacked file is not BIDS): split it into echo-1, echo-2, ... files, "
+            f"each with its own sidecar and a single {key} in {unit}.")
     try:
-        return float(value)
+        if isinstance(value, bool):  # JSON true/false: float() would take them as 1.0/0.0
+            raise TypeError(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
+        return number
     except (TypeError, ValueError):
-        raise QSMInputError(f"{path}: sidecar field {key}={value!r} is not a number in {unit}.")
+        raise QSMInputError(f"{path}: sidecar field {key}={value!r} is not a number in "
+                            f"{unit}. Write it as a plain JSON number in {unit}, "
+                            "without units or quotes.") from None
 
 
 @dataclass(frozen=True)
@@ -175,6 +196,12 @@ def _validate_run(layout, key, parts, b0_tesla_override) -> GRERun:
         if len(items) > 1 and any(e is None for e in echoes):
             raise QSMInputError(f"{label}: several {name} files but some lack the echo-N "
                                 f"entity: {[p for _, p in items]}. Name every echo.")
+        bad = [p for e, p in items
+               if e is not None and not (str(e).isascii() and str(e).isdigit())]
+        if bad:
+            raise QSMInputError(f"{bad[0]}: the echo entity must be a number (echo-1, "
+                                "echo-2, ...). Rename the file.")
+        echoes = [int(e or 1) for e in echoes]  # echo-02 and echo-2 are the same echo
         if len(set(echoes)) != len(echoes):
             dupes = sorted({str(e) for e in echoes if echoes.count(e) > 1})
             raise QSMInputError(f"{label}: duplicate {name} echo(es) {', '.join(dupes)}: "

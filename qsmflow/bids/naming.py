@@ -16,7 +16,8 @@ KNOWN_ENTITIES = {name for name, _ in CANONICAL_ENTITY_ORDER}
 
 def _check_value(key: str, value) -> str:
     text = str(value)
-    if not text or not text.replace("+", "").isalnum():
+    # isalnum() alone accepts any Unicode letter or digit ("é", "²"); BIDS labels are ASCII.
+    if not text or not text.isascii() or not text.replace("+", "").isalnum():
         raise ValueError(f"BIDS entity {key}={text!r} must be non-empty and alphanumeric")
     return text
 
@@ -34,7 +35,7 @@ def bids_filename(entities: dict, suffix: str, extension: str) -> str:
         raise ValueError("a BIDS file name needs the subject entity")
     parts = [f"{short}-{_check_value(short, entities[name])}"
              for name, short in CANONICAL_ENTITY_ORDER if entities.get(name) is not None]
-    if not suffix.isalnum():
+    if not (suffix.isascii() and suffix.isalnum()):
         raise ValueError(f"BIDS suffix {suffix!r} must be alphanumeric")
     extension = extension if extension.startswith(".") else "." + extension
     return "_".join(parts + [suffix]) + extension

@@ -62,9 +62,26 @@ def validate_run_images(run: GRERun) -> list[str]:
         if path in run.phase_files:
             phase_to_radians(np.where(np.isfinite(data), data, 0), source=path,
                              is_integer_type=np.issubdtype(img.get_data_dtype(), np.integer))
-        if path in run.magnitude_files and path == run.magnitude_files[0]:
+        if path in run.magnitude_files:
             finite = data[np.isfinite(data)]
             if finite.size == 0 or not np.any(finite != 0):
-                raise QSMInputError(f"{path}: the magnitude image is zero everywhere, so no "
-                                    "brain mask can be made. Check the conversion of this echo.")
+                raise QSMInputError(
+                    f"{path}: the magnitude image is zero everywhere, so this echo carries no "
+                    "signal (no brain mask or echo weighting can be made from it). Check the "
+                    "conversion of this echo from DICOM.")
     return warnings
+
+
+def validate_same_grid(path, run: GRERun, what: str) -> None:
+    """Check that a user-supplied native-space image (a brain mask, ROI labels) is 3-D and
+    on the grid of ``run``'s echoes."""
+    img, shape = _load_header(str(path))
+    reference = run.magnitude_files[0]
+    ref = nib.load(reference)
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 1) or \
+            shape[:3] != ref.shape[:3] or \
+            not np.allclose(img.affine, ref.affine, atol=AFFINE_TOLERANCE_MM):
+        raise QSMInputError(
+            f"{path}: this {what} (shape {shape}) is not on the grid of {run.label}'s echoes "
+            f"(shape {ref.shape[:3]}, {reference}). It must be in the scan's native space: "
+            "resample it onto the first echo's grid (nearest neighbour) or leave it out.")
