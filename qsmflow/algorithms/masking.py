@@ -23,6 +23,8 @@ def otsu_threshold(values: np.ndarray, *, n_bins: int = 256) -> float:
         mean_low = cum_mean / weight_low
         mean_high = (cum_mean[-1] - cum_mean) / weight_high
         between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    if not np.isfinite(between[:-1]).any():
+        raise ValueError("Otsu's threshold needs at least two distinct intensities")
     return float(centres[np.nanargmax(between[:-1])])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "PBS", "PBSGraph", "SGE
 # Local plugins run nodes on this machine; the others submit each node as a cluster job.
 LOCAL_PLUGINS = ("Linear", "MultiProc")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,28 @@ def _is_relative_to(path: Path, parent: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail before any image is read when ``folder`` cannot be created or written to.
+
+    Probes the deepest existing ancestor with a temporary file and creates nothing.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as err:
+            problem = f"cannot write in {existing}: {err.strerror or err}"
+    if problem:
+        raise QSMUsageError(f"{what} {folder} cannot be written ({problem}). Choose a folder "
+                            "you can write to.")
 
 
 def build_config(args) -> Config:
@@ -143,6 +167,9 @@ def build_config(args) -> Config:
     if _is_relative_to(work_dir, bids_dir):
         raise QSMUsageError(f"the work directory {work_dir} is inside BIDS_DIR; choose "
                             "another with -w.")
+    if args.analysis_level == "participant":
+        _check_writable(output_dir, "OUTPUT_DIR")
+        _check_writable(work_dir, "the work directory (-w)")
     return Config(
         bids_dir=bids_dir, output_dir=output_dir, analysis_level=args.analysis_level,
         work_dir=work_dir,

@@ -10,8 +10,9 @@ from qsmflow.reports.roi import CHI_REFERENCES
 
 from .config import PLUGINS
 
-EPILOG = """exit codes: 0 every run succeeded; 1 some runs failed (see OUTPUT_DIR/logs);
-2 usage or input error (nothing was computed).
+EPILOG = """exit codes: 0 every run succeeded; 1 some runs failed (see OUTPUT_DIR/logs), or an
+unexpected error (its message names the crash report); 2 usage or input error (nothing was
+computed); 130 interrupted (run the same command again to resume).
 
 example: qsmflow /data/bids /data/derivatives/qsmflow participant --participant-label 01
 """
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("analysis_level", choices=["participant", "group"])
     p.add_argument("--version", action="version", version=f"qsmflow {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="more logging (-vv shows Nipype's own messages)")
+                   help="more logging (-v adds Nipype's warnings and the tracebacks of "
+                   "failed stages, -vv all of Nipype's messages)")
 
     sel = p.add_argument_group("selection")
     sel.add_argument("--participant-label", nargs="+", metavar="LABEL",

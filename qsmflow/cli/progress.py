@@ -59,6 +59,8 @@ class ProgressReporter:
             LOGGER.error("%s: stage %s FAILED", run, STAGES.get(node.name, (node.name,))[0])
             return
         if status == "end":
+            if key not in self.started and run in self.failed:
+                return  # Linear reports the nodes it skipped after a failure as ended
             if node.name == "ds_run":
                 self.finished_sinks.add(run)
             if node.name in STAGES:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from qsmflow.bids.errors import QSMInputError, QSMUsageError
 
-from .config import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, Config, build_config
+from .config import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, Config, build_config
+from .failures import ignore_sigint_in_workers, stop_workers, write_crash_report
 from .parser import build_parser
 
 LOGGER = logging.getLogger("qsmflow")
@@ -28,7 +29,9 @@ def _setup_logging(verbose: int) -> None:
     nipype_config.set("execution", "crashfile_format", "txt")
     nipype_config.set("execution", "remove_unnecessary_outputs", "false")
     nipype_config.set("monitoring", "enabled", "false")
-    level = logging.INFO if verbose >= 2 else logging.WARNING
+    # Node failures are reported by qsmflow in one paragraph (cli/failures.py); Nipype's
+    # own messages, with their tracebacks, need -v.
+    level = {0: logging.CRITICAL, 1: logging.WARNING}.get(verbose, logging.INFO)
     for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
         nipype_logging.getLogger(name).setLevel(level)
 
@@ -48,10 +51,11 @@ def _find_derivative(folder: Path, run, suffix_glob: str) -> Path | None:
 
 def _run_participant_level(config: Config, argv: list[str] | None = None) -> int:
     from qsmflow.bids.discovery import find_gre_runs
-    from qsmflow.bids.validation import validate_run_images
+    from qsmflow.bids.validation import validate_run_images, validate_same_grid
     from qsmflow.dl.weights import WeightsError, load_nsidl
     from qsmflow.workflows.base import RunLabels, init_qsmflow_wf, run_workflow_name
 
+    from .failures import describe_failure
     from .plugins import GRAPH_PLUGINS, plugin_arguments
     from .progress import ProgressReporter
     from .provenance import write_dataset_description, write_run_record
@@ -87,6 +91,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                 if mask is None:
                     raise QSMInputError(f"{run.label}: no *_desc-brain_mask.nii[.gz] for this "
                                         f"run in --brain-mask-dir {config.brain_mask_dir}.")
+                validate_same_grid(mask, run, "brain mask")
                 masks[run.label] = str(mask)
             if config.roi_labels_dir:
                 image = _find_derivative(config.roi_labels_dir, run, "*desc-deepgm_dseg.nii*")
@@ -96,6 +101,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                         f"{run.label}: --roi-labels-dir {config.roi_labels_dir} needs "
                         f"sub-*/anat/{run.label}_desc-deepgm_dseg.nii.gz and "
                         "desc-deepgm_dseg.tsv at its top level.")
+                validate_same_grid(image, run, "label image")
                 run_labels[run.label] = RunLabels(str(image), str(tsv),
                                                   config.roi_labels_dir.name)
             runs.append(run)
@@ -152,9 +158,9 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
             if ok:
                 succeeded.append(run.label)
             else:
-                failures[run.label] = ("processing failed in stage(s) "
-                                       f"{', '.join(reporter.failed.get(run.label, ['?']))}; "
-                                       f"see the crash files in {logs / 'crash'}")
+                failures[run.label] = describe_failure(
+                    reporter.failed.get(run.label, []), logs / "crash",
+                    run_workflow_name(run), since=t0)
 
     summary = {"started": started, "finished": _now(), "succeeded": succeeded,
                "failed": failures, "config": str(record_path.name)}
@@ -199,8 +205,9 @@ def _run_group_level(config: Config) -> int:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
     try:
+        _setup_logging(args.verbose)
+        ignore_sigint_in_workers()
         config = build_config(args)
         if config.analysis_level == "participant":
             return _run_participant_level(config, argv)
@@ -212,6 +219,18 @@ def main(argv=None) -> int:
         print(f"qsmflow: error: cannot write: {err}. Choose an OUTPUT_DIR and work directory "
               "that you can write to.", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        stop_workers()
+        print("qsmflow: interrupted. Run the same command again (with the same -w WORK_DIR) "
+              "to resume: finished stages are reused.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # a bug, or the system (a full disk ...): no bare traceback
+        crash = write_crash_report(args.output_dir)
+        print(f"qsmflow: unexpected error: {type(err).__name__}: {err}. This is a bug in "
+              "qsmflow or a problem of the system (such as a full disk); nothing in BIDS_DIR "
+              f"was changed. The traceback is in {crash}: please attach it when you report "
+              "the problem.", file=sys.stderr)
+        return EXIT_SOME_FAILED
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from qsmflow.algorithms.dipole import voxel_size_from_affine
 from qsmflow.algorithms.echo_combination import data_weight_from_noise, fit_echo_phase
 from qsmflow.algorithms.masking import brain_mask, largest_component
 from qsmflow.algorithms.unwrap import laplacian_unwrap, phase_residues
+from qsmflow.bids.errors import QSMInputError
 from qsmflow.bids.phase_units import phase_to_radians
 
 from .images import load_data, load_image, output_path, save_like
@@ -84,11 +85,24 @@ class BrainMask(SimpleInterface):
         if isdefined(self.inputs.user_mask):
             mask, _ = load_data(self.inputs.user_mask)
             mask = mask > 0.5
+            problem = f"the mask {self.inputs.user_mask} from --brain-mask-dir is empty"
         else:
             kwargs = {"erode_mm": self.inputs.erode_mm}
             if isdefined(self.inputs.threshold):
                 kwargs["threshold"] = self.inputs.threshold
-            mask = brain_mask(magnitude[..., 0], voxel_size, **kwargs)
+            try:
+                mask = brain_mask(magnitude[..., 0], voxel_size, **kwargs)
+            except ValueError as err:
+                mask, problem = None, str(err)
+            else:
+                problem = "the mask is empty"
+        if mask is None or not mask.any():
+            n_signal = int(np.count_nonzero(magnitude[..., 0]))
+            raise QSMInputError(
+                f"no brain mask: {problem}. The first-echo magnitude has signal in "
+                f"{n_signal} of {magnitude[..., 0].size} voxels. Check the magnitude images "
+                "(their scaling, or a wrong echo), or give --mask-threshold, or your own "
+                "masks with --brain-mask-dir.")
         self._results["mask"] = save_like(mask, affine, output_path("brain_mask.nii.gz"),
                                           dtype=np.uint8)
         self._results["volume_ml"] = float(mask.sum() * np.prod(voxel_size) / 1000.0)
