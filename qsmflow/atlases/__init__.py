@@ -18,6 +18,7 @@ The default atlas works offline, from files that the install already pulls:
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,9 @@ def _save(array, affine, path: Path, dtype) -> None:
     img = nib.Nifti1Image(np.asarray(array).astype(dtype), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    tmp = path.with_name(path.name + ".tmp.nii.gz")
+    # A name of this process's own: two runs sharing a work directory may build the atlas
+    # at the same time, and each file must appear complete or not at all.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.nii.gz")
     nib.save(img, tmp)
     tmp.replace(path)
 
@@ -80,7 +83,9 @@ def default_atlas(cache_dir: Path) -> Atlas:
     _save(csf, anatomy.affine, atlas.ventricles, np.uint8)
     rows = ["index\tname\troi\themisphere"] + [
         f"{lab.index}\t{lab.name}\t{lab.roi}\t{lab.hemisphere}" for lab in deepgm_labels()]
-    atlas.labels_tsv.write_text("\n".join(rows) + "\n")
+    tmp = atlas.labels_tsv.with_name(f".{atlas.labels_tsv.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(rows) + "\n")
+    tmp.replace(atlas.labels_tsv)
     return atlas
 
 
@@ -103,10 +108,15 @@ def custom_atlas(template: Path, labels: Path, labels_tsv: Path) -> Atlas:
     for path in (template, labels, labels_tsv):
         if not Path(path).is_file():
             raise QSMInputError(f"atlas file {path} does not exist.")
-    try:
-        template_img, labels_img = nib.load(template), nib.load(labels)
-    except Exception as err:
-        raise QSMInputError(f"cannot read the atlas images ({err}).") from err
+    images = []
+    for option, path in (("--atlas-template", template), ("--atlas", labels)):
+        try:
+            images.append(nib.load(path))
+            np.asarray(images[-1].dataobj)  # a truncated file fails only when read
+        except Exception as err:  # nibabel raises several unrelated types
+            raise QSMInputError(f"{option} {path}: cannot be read as NIfTI ({err}). Give a "
+                                "readable NIfTI image.") from err
+    template_img, labels_img = images
     if template_img.shape[:3] != labels_img.shape[:3] or not np.allclose(
             template_img.affine, labels_img.affine, atol=1e-3):
         raise QSMInputError(

@@ -14,6 +14,7 @@ from pathlib import Path
 import tomli_w
 
 from qsmflow import __version__
+from qsmflow.bids.errors import QSMUsageError
 from qsmflow.interfaces.derivatives import atomic_write_text
 
 KEY_DEPENDENCIES = ("numpy", "scipy", "nibabel", "nipype", "pybids", "torch", "antspyx",
@@ -69,10 +70,15 @@ def write_dataset_description(output_dir: Path) -> None:
     if path.exists():
         try:
             existing = json.loads(path.read_text())
-            if existing.get("DatasetType") == "derivative":
-                return
         except json.JSONDecodeError:
-            pass
+            existing = None  # a truncated file: write it again
+        if isinstance(existing, dict) and existing.get("DatasetType") == "derivative":
+            return
+        if isinstance(existing, dict):  # DatasetType "raw", or absent (raw by default)
+            raise QSMUsageError(
+                f"OUTPUT_DIR {output_dir} holds a BIDS dataset that is not a derivative "
+                f"dataset ({path}). qsmflow writes only into derivatives folders; choose "
+                "another OUTPUT_DIR (the arguments are BIDS_DIR OUTPUT_DIR).")
     atomic_write_text(path, json.dumps(content, indent=2) + "\n")
 
 
