@@ -17,19 +17,28 @@ from scipy import fft as sp_fft
 
 from .fourier import FFT_WORKERS
 
+TWO_PI = 2.0 * np.pi
+
 
 def _neumann_laplacian_eigenvalues(shape, voxel_size_mm) -> np.ndarray:
     """Eigenvalues (1/mm^2) of the 7-point Laplacian with Neumann boundaries, DCT-II basis."""
     eigenvalues = 0.0
-    for axis, (n, h) in enumerate(zip(shape, voxel_size_mm)):
+    for axis, (n, h) in enumerate(zip(shape, voxel_size_mm, strict=False)):
         view = [1] * len(shape)
         view[axis] = n
-        eigenvalues = eigenvalues + (2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0).reshape(view) / h**2
+        axis_eigenvalues = (2.0 * np.cos(np.pi * np.arange(n) / n) - 2.0) / h**2
+        eigenvalues = eigenvalues + axis_eigenvalues.reshape(view)
     return np.asarray(eigenvalues)
 
 
+def _wrap_in_place(x: np.ndarray) -> np.ndarray:
+    """Wrap to [-pi, pi] in place, with arithmetic only (no complex exponentials)."""
+    x -= TWO_PI * np.round(x / TWO_PI)
+    return x
+
+
 def _wrapped_differences(phase_rad: np.ndarray, axis: int) -> np.ndarray:
-    return np.angle(np.exp(1j * np.diff(phase_rad, axis=axis)))
+    return _wrap_in_place(np.diff(phase_rad, axis=axis))
 
 
 def _pairs_inside(mask: np.ndarray, axis: int) -> np.ndarray:
@@ -48,7 +57,9 @@ def phase_residues(phase_rad: np.ndarray) -> np.ndarray:
     -------
     ndarray of bool
     """
-    phase_rad = np.asarray(phase_rad, dtype=np.float64)
+    phase_rad = np.asarray(phase_rad)
+    if phase_rad.dtype != np.float32:
+        phase_rad = phase_rad.astype(np.float64)  # float32 is exact enough for a pi threshold
     residues = np.zeros(phase_rad.shape, dtype=bool)
     for a1, a2 in ((0, 1), (1, 2), (0, 2)):
         d1 = _wrapped_differences(phase_rad, a1)
@@ -80,15 +91,21 @@ def wrapped_laplacian(phase_rad: np.ndarray, voxel_size_mm, mask=None) -> np.nda
     outside the brain does not leak in.
     """
     phase_rad = np.asarray(phase_rad, dtype=np.float64)
+    mask = None if mask is None else np.asarray(mask, bool)
     divergence = np.zeros_like(phase_rad)
     for axis, h in enumerate(voxel_size_mm):
-        gradient = _wrapped_differences(phase_rad, axis) / h**2
+        flux = _wrapped_differences(phase_rad, axis)
+        flux *= 1.0 / h**2
         if mask is not None:
-            gradient *= _pairs_inside(np.asarray(mask, bool), axis)
-        pad = [(0, 0)] * phase_rad.ndim
-        pad[axis] = (1, 1)
-        flux = np.pad(gradient, pad)  # zero gradient outside the FOV (Neumann)
-        divergence += np.diff(flux, axis=axis)
+            flux *= _pairs_inside(mask, axis)
+        # Divergence with zero flux through the FOV's faces (Neumann): the difference
+        # p[i+1] - p[i] adds to voxel i and subtracts from voxel i+1.
+        lo = [slice(None)] * phase_rad.ndim
+        hi = [slice(None)] * phase_rad.ndim
+        lo[axis] = slice(0, -1)
+        hi[axis] = slice(1, None)
+        divergence[tuple(lo)] += flux
+        divergence[tuple(hi)] -= flux
     return divergence
 
 
@@ -121,11 +138,14 @@ def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm, mask=None) -> np.ndar
     """
     phase_rad = np.asarray(phase_rad, dtype=np.float64)
     source = wrapped_laplacian(phase_rad, voxel_size_mm, mask)
+    spectrum = sp_fft.dctn(source, type=2, norm="ortho", workers=FFT_WORKERS, overwrite_x=True)
+    del source
     eigenvalues = _neumann_laplacian_eigenvalues(phase_rad.shape, voxel_size_mm)
     eigenvalues.flat[0] = 1.0
-    spectrum = sp_fft.dctn(source, type=2, norm="ortho", workers=FFT_WORKERS) / eigenvalues
+    spectrum /= eigenvalues
+    del eigenvalues
     spectrum.flat[0] = 0.0  # the constant is free
-    return sp_fft.idctn(spectrum, type=2, norm="ortho", workers=FFT_WORKERS)
+    return sp_fft.idctn(spectrum, type=2, norm="ortho", workers=FFT_WORKERS, overwrite_x=True)
 
 
 def snap_to_wrapped(estimate_rad: np.ndarray, wrapped_rad: np.ndarray, mask=None) -> np.ndarray:

@@ -3,30 +3,30 @@
 import numpy as np
 import pytest
 
-from qsmflow.algorithms.bgremove import default_vsharp_radii_mm, vsharp
+from qsmflow.algorithms.bgremove import default_vsharp_radii_mm, lbv, vsharp
 from qsmflow.algorithms.dipole import forward_field_ppm
 
 
 def _ball(shape, voxel_size_mm, centre_mm, radius_mm):
-    grids = np.meshgrid(*[np.arange(n) * h for n, h in zip(shape, voxel_size_mm)],
+    grids = np.meshgrid(*[np.arange(n) * h for n, h in zip(shape, voxel_size_mm, strict=False)],
                         indexing="ij")
-    return sum((g - c) ** 2 for g, c in zip(grids, centre_mm)) <= radius_mm**2
+    return sum((g - c) ** 2 for g, c in zip(grids, centre_mm, strict=False)) <= radius_mm**2
 
 
 def _sphere_field_outside(shape, voxel_size_mm, centre_mm, radius_mm, dchi, b0):
     """Analytic field of a uniform sphere (ppm): exactly harmonic outside it."""
-    grids = np.meshgrid(*[np.arange(n) * h for n, h in zip(shape, voxel_size_mm)],
+    grids = np.meshgrid(*[np.arange(n) * h for n, h in zip(shape, voxel_size_mm, strict=False)],
                         indexing="ij")
-    d = [g - c for g, c in zip(grids, centre_mm)]
+    d = [g - c for g, c in zip(grids, centre_mm, strict=False)]
     r = np.maximum(np.sqrt(sum(x**2 for x in d)), radius_mm)  # inside: unused, kept finite
     b = np.asarray(b0) / np.linalg.norm(b0)
-    cos_t = sum(x * bi for x, bi in zip(d, b)) / r
+    cos_t = sum(x * bi for x, bi in zip(d, b, strict=False)) / r
     return dchi / 3 * (radius_mm / r) ** 3 * (3 * cos_t**2 - 1)
 
 
 @pytest.mark.parametrize("voxel_size_mm", [(1.0, 1.0, 1.0), (1.0, 1.2, 2.0)])
 def test_vsharp_separates_internal_and_external_sources(voxel_size_mm):
-    shape = tuple(int(round(e / h)) for e, h in zip((96, 96, 96), voxel_size_mm))
+    shape = tuple(int(round(e / h)) for e, h in zip((96, 96, 96), voxel_size_mm, strict=False))
     b0 = (0.2, 0.1, 0.97)
     mask = _ball(shape, voxel_size_mm, (48, 48, 44), 28)
     internal = 0.2 * _ball(shape, voxel_size_mm, (52, 44, 46), 6)
@@ -62,3 +62,92 @@ def test_default_radii_follow_qsmjl():
 def test_vsharp_rejects_non_positive_radii():
     with pytest.raises(ValueError, match="positive"):
         vsharp(np.zeros((8, 8, 8)), np.ones((8, 8, 8), bool), (1, 1, 1), radii_mm=[2, 0])
+
+
+def test_vsharp_float32_matches_float64():
+    shape, vsz = (40, 44, 36), (1.0, 1.1, 1.4)
+    mask = _ball(shape, vsz, (20, 24, 25), 15)
+    internal = 0.3 * _ball(shape, vsz, (22, 22, 24), 4)
+    total = forward_field_ppm(internal, vsz, (0, 0.2, 0.98)) + _sphere_field_outside(
+        shape, vsz, (20, 24, 47), 5.0, 9.4, (0, 0.2, 0.98))
+    single, eroded_single = vsharp(total, mask, vsz, radii_mm=[8, 6, 4])
+    double, eroded_double = vsharp(total, mask, vsz, radii_mm=[8, 6, 4], dtype=np.float64)
+    np.testing.assert_array_equal(eroded_single, eroded_double)
+    scale = np.abs(double[eroded_double]).max()
+    assert np.abs(single - double).max() < 1e-5 * scale
+
+
+def test_lbv_of_pure_harmonic_field_is_zero():
+    """Harmonic polynomials up to degree 3 have a zero 7-point Laplacian: LBV returns 0."""
+    shape, vsz = (48, 44, 40), (1.0, 1.2, 1.5)
+    mask = _ball(shape, vsz, (24, 26, 30), 20)
+    centre = (24, 26, 30)
+    x, y, z = np.meshgrid(
+        *[np.arange(n) * h - c for n, h, c in zip(shape, vsz, centre, strict=True)], indexing="ij")
+    harmonic = 0.5 + 0.01 * x - 0.02 * z + 1e-3 * (x**2 - y**2) + 1e-4 * x * y * z \
+        + 2e-5 * (x**3 - 3 * x * y**2)
+    local, eroded = lbv(harmonic, mask, vsz)
+    assert eroded.sum() > 0.8 * mask.sum() and not (eroded & ~mask).any()
+    assert np.abs(local[eroded]).max() < 1e-5 * np.abs(harmonic[mask]).max()
+
+
+@pytest.mark.parametrize("voxel_size_mm", [(1.0, 1.0, 1.0), (0.9, 1.1, 1.6)])
+def test_lbv_recovers_a_deep_source_next_to_a_strong_background(voxel_size_mm):
+    """LBV is accurate when the local field nearly vanishes on the mask surface."""
+    shape = tuple(int(round(e / h)) for e, h in zip((96, 96, 96), voxel_size_mm, strict=False))
+    b0 = (0.2, 0.1, 0.97)
+    mask = _ball(shape, voxel_size_mm, (48, 48, 44), 30)
+    internal = 0.2 * _ball(shape, voxel_size_mm, (50, 46, 44), 6)
+    local_truth = forward_field_ppm(internal, voxel_size_mm, b0)
+    background = _sphere_field_outside(shape, voxel_size_mm, (48, 48, 87), 7.0, 9.4, b0)
+    local, eroded = lbv(local_truth + background, mask, voxel_size_mm)
+    assert eroded.sum() > 0.85 * mask.sum()  # one voxel layer: 0.92 and 0.90
+    error = local[eroded] - local_truth[eroded]
+    nrmse = np.linalg.norm(error - error.mean()) / np.linalg.norm(local_truth[eroded])
+    # Measured 0.063 (1 mm) and 0.071 (anisotropic): the source's field on the surface is
+    # small but not zero, and LBV takes it as background.
+    assert nrmse < 0.10
+
+
+def test_lbv_matches_a_direct_sparse_solve(rng):
+    """The multigrid-preconditioned CG solves the same Dirichlet problem as a sparse solver."""
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    shape, vsz = (26, 23, 19), (1.0, 0.8, 1.7)
+    mask = _ball(shape, vsz, (13, 9, 16), 9.5) | _ball(shape, vsz, (9, 11, 13), 7)
+    field = rng.normal(size=shape)
+    local, eroded = lbv(field, mask, vsz, tol=1e-10)
+    index = -np.ones(shape, int)
+    index[eroded] = np.arange(eroded.sum())
+    rows, cols, vals = [], [], []
+    rhs = np.zeros(eroded.sum())
+    points = np.argwhere(eroded)
+    me = index[tuple(points.T)]
+    for axis, h in enumerate(vsz):
+        for step in (1, -1):
+            nb = points.copy()
+            nb[:, axis] += step
+            j = index[tuple(nb.T)]
+            inside = j >= 0
+            rows += [me[inside], me]
+            cols += [j[inside], me]
+            vals += [np.full(inside.sum(), 1 / h**2), np.full(me.size, -1 / h**2)]
+            rhs += (field[tuple(nb.T)] - field[tuple(points.T)]) / h**2
+    matrix = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                       np.concatenate(cols))))
+    expected = spsolve(matrix, rhs)
+    np.testing.assert_allclose(local[eroded], expected, atol=1e-7 * np.abs(expected).max())
+    assert np.all(local[~eroded] == 0)
+
+
+def test_lbv_peel_erodes_the_mask_by_a_ball():
+    shape, vsz = (40, 40, 40), (1.0, 1.0, 2.0)
+    mask = _ball(shape, vsz, (20, 20, 40), 16)
+    _, eroded = lbv(np.zeros(shape), mask, vsz)
+    _, peeled = lbv(np.zeros(shape), mask, vsz, peel_mm=4.0)
+    assert peeled.sum() < eroded.sum() and not (peeled & ~eroded).any()
+    with pytest.raises(ValueError, match="empty"):
+        lbv(np.zeros(shape), mask, vsz, peel_mm=40.0)
+    with pytest.raises(ValueError, match="same 3-D shape"):
+        lbv(np.zeros((4, 4)), mask, vsz)

@@ -14,7 +14,7 @@ from qsmflow.simulation.phantom import rigid_pose
 
 def _coords(shape, voxel_size_mm):
     centre = (np.asarray(shape) - 1) / 2
-    return [(np.arange(n) - c) * h for n, c, h in zip(shape, centre, voxel_size_mm)]
+    return [(np.arange(n) - c) * h for n, c, h in zip(shape, centre, voxel_size_mm, strict=False)]
 
 
 def _partial_volume_ball(shape, voxel_size_mm, radius_mm, supersample=4):

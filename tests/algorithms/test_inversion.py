@@ -10,12 +10,14 @@ from qsmflow.algorithms.inversion import cfl2, ndi, tkd
 def _phantom(shape, rng):
     grids = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
     centre = [(n - 1) / 2 for n in shape]
-    mask = sum(((g - c) / (0.42 * n)) ** 2 for g, c, n in zip(grids, centre, shape)) <= 1
+    mask = sum(((g - c) / (0.42 * n)) ** 2
+               for g, c, n in zip(grids, centre, shape, strict=True)) <= 1
     chi = np.zeros(shape)
     for _ in range(6):
         c = [rng.uniform(0.35, 0.65) * n for n in shape]
         r = rng.uniform(2.5, 5)
-        chi[sum((g - ci) ** 2 for g, ci in zip(grids, c)) <= r**2] = rng.uniform(-0.1, 0.2)
+        inside = sum((g - ci) ** 2 for g, ci in zip(grids, c, strict=True)) <= r**2
+        chi[inside] = rng.uniform(-0.1, 0.2)
     return chi * mask, mask
 
 

@@ -8,7 +8,7 @@ from qsmflow.algorithms.unwrap import laplacian_unwrap, phase_residues, snap_to_
 
 
 def _smooth_phase(shape, voxel_size_mm, amplitude_rad):
-    grids = np.meshgrid(*[np.arange(n) * h for n, h in zip(shape, voxel_size_mm)],
+    grids = np.meshgrid(*[np.arange(n) * h for n, h in zip(shape, voxel_size_mm, strict=False)],
                         indexing="ij")
     x, y, z = (g / g.max() for g in grids)
     return amplitude_rad * (np.sin(2.2 * x + 0.3) * np.cos(1.7 * y) + 0.8 * (z - 0.5) ** 2
