@@ -194,9 +194,6 @@ def _run_group_level(config: Config) -> int:
     result = run_group_level(config.output_dir,
                              participants if participants.is_file() else None,
                              group_by=config.group_by)
-    LOGGER.info("group level: %d tables, written to %s", result.long_table[
-        ["participant_id", "session", "acq", "run"]].drop_duplicates().shape[0],
-        config.output_dir / "group")
     for item in result.skipped:
         LOGGER.warning("skipped: %s", item)
     return EXIT_OK
