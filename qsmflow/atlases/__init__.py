@@ -30,7 +30,7 @@ from qsmflow.bids.errors import QSMInputError
 DEFAULT_ATLAS_NAME = "AAL3+SUITdentate"
 DEFAULT_TEMPLATE_SPACE = "MNI152NLin2009aSym"
 VENTRICLE_BOX_MM = ((-25.0, 25.0), (-45.0, 25.0), (0.0, 30.0))
-DEFAULT_ATLAS_VERSION = "1"  # bump when the construction below changes
+DEFAULT_ATLAS_VERSION = "2"  # bump when the construction below changes
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,11 @@ def default_atlas(cache_dir: Path) -> Atlas:
         in_box &= (world[axis] > lo) & (world[axis] < hi)
     csf = anatomy.brain & (1.0 - anatomy.gm - anatomy.wm > 0.9) & in_box
     _save(csf, anatomy.affine, atlas.ventricles, np.uint8)
-    rows = ["index\tname\troi\themisphere"] + [
-        f"{lab.index}\t{lab.name}\t{lab.roi}\t{lab.hemisphere}" for lab in deepgm_labels()]
+    rows = ["index\tname\troi\themisphere\tsource"] + [
+        f"{lab.index}\t{lab.name}\t{lab.roi}\t{lab.hemisphere}\t"
+        + ("AAL3 " + ",".join(map(str, lab.aal3_ids)) if lab.aal3_ids else
+           "ellipsoid at the SUIT dentate centroid (approximation)")
+        for lab in deepgm_labels()]
     tmp = atlas.labels_tsv.with_name(f".{atlas.labels_tsv.name}.{os.getpid()}.tmp")
     tmp.write_text("\n".join(rows) + "\n")
     tmp.replace(atlas.labels_tsv)

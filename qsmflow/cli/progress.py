@@ -15,7 +15,8 @@ STAGES = {
                                        "") + f"reference dTE {o.reference_dte_s * 1e3:.2f} ms"),
     "unwrap": ("unwrapping", lambda o: f"{o.n_residue_voxels} residue voxels excluded"),
     "vsharp": ("V-SHARP", lambda o: f"radii {max(o.radii_mm):g}-{min(o.radii_mm):g} mm"),
-    "invert": ("dipole inversion", lambda o: f"{o.method}"),
+    "invert": ("dipole inversion", lambda o: f"{o.method}, " + (
+        f"{o.iterations} iterations" if o.iterations else "closed form")),
     "register_atlas": ("atlas registration", lambda o: f"similarity {o.similarity:.2f}"),
     "roi": ("ROI table", lambda o: ""),
     "ds_run": ("derivatives written", lambda o: ""),

@@ -18,6 +18,7 @@ from .operators import DipoleOperator
 from .weights import load_nsidl
 
 INVERSION_METHODS = ("nsidl", "tkd", "cfl2", "ndi")
+NDI_ITERATIONS = 60  # early stopping: NDI's regularisation (Polak 2020)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class InversionResult:
     chi_ppm: np.ndarray
     method: str
     weights_sha256: str | None = None
+    iterations: int = 0  # 0 for the closed-form methods
 
 
 def _torch_device(device: str) -> torch.device:
@@ -64,7 +66,9 @@ def invert_local_field(
         return InversionResult(cfl2(field, mask, voxel_size_mm, b0_direction), method)
     if method == "ndi":
         return InversionResult(ndi(field, mask, voxel_size_mm, b0_direction,
-                                   phase_scale_rad_per_ppm=scale, weight=weight), method)
+                                   phase_scale_rad_per_ppm=scale, weight=weight,
+                                   n_iterations=NDI_ITERATIONS), method,
+                               iterations=NDI_ITERATIONS)
     torch_device = _torch_device(device)
     if n_threads:
         torch.set_num_threads(int(n_threads))
@@ -75,4 +79,5 @@ def invert_local_field(
         operator = DipoleOperator(mask.shape, voxel_size_mm, b0_direction).to(torch_device)
         chi = model(operator, to_t(field), to_t(mask), to_t(weight), scale,
                     n_iterations=model.inference_iterations)
-    return InversionResult(chi[0, 0].cpu().numpy().astype(np.float64) * mask, method, digest)
+    return InversionResult(chi[0, 0].cpu().numpy().astype(np.float64) * mask, method, digest,
+                           iterations=model.inference_iterations)

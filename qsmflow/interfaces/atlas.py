@@ -64,7 +64,8 @@ class RegisterAtlas(SimpleInterface):
         fixed_path = save_like(magnitude[..., 0] * mask, affine, output_path("fixed.nii.gz"))
         fixed = ants.image_read(fixed_path)
         moving = ants.image_read(self.inputs.template)
-        result = ants.registration(fixed, moving, type_of_transform="SyN",
+        # SyNRA: rigid, then affine, then SyN.
+        result = ants.registration(fixed, moving, type_of_transform="SyNRA",
                                    reg_iterations=SYN_ITERATIONS,
                                    aff_iterations=AFFINE_ITERATIONS,
                                    aff_shrink_factors=AFFINE_SHRINK_FACTORS,

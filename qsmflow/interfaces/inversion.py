@@ -35,6 +35,7 @@ class _InversionOutputSpec(TraitedSpec):
     chi_ppm = File(exists=True)
     local_field_ppm = File(exists=True)
     method = traits.Str()
+    iterations = traits.Int(desc="iterations run (0: closed form)")
     weights_sha256 = traits.Str()
     b0_direction = traits.List(traits.Float)
     effective_te_s = traits.Float()
@@ -65,6 +66,7 @@ class DipoleInversion(SimpleInterface):
         self._results["local_field_ppm"] = save_like(field_ppm * mask, affine,
                                                      output_path("local_field_ppm.nii.gz"))
         self._results["method"] = result.method
+        self._results["iterations"] = result.iterations
         self._results["weights_sha256"] = result.weights_sha256 or ""
         self._results["b0_direction"] = [float(x) for x in b0_dir]
         self._results["effective_te_s"] = te_eff
