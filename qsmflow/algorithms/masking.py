@@ -1,9 +1,27 @@
-"""Brain masks from GRE magnitude images."""
+"""Brain masks from GRE magnitude images.
+
+References
+----------
+Otsu N. A threshold selection method from gray-level histograms. IEEE Trans Syst Man
+Cybern 1979;9:62-66.
+Axel L, Costantini J, Listerud J. Intensity correction in surface-coil MR imaging.
+AJR 1987;148:418-420 (homomorphic correction).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+BIAS_SMOOTHING_MM = 20.0  # Gaussian sigma of the homomorphic bias estimate
+# Otsu splits air from tissue when the field of view has air: the dark class is then
+# noise, far below the bright class. When even the dark class is this bright relative to
+# the bright one, there is no air in the field of view (a slab or a crop inside the head):
+# every voxel with signal is kept, and vessels or dark nuclei are not cut out.
+NO_BACKGROUND_CLASS_RATIO = 0.5
+SIGNAL_FLOOR_FRACTION = 0.05  # of the robust maximum: below this a voxel has no signal
+ROBUST_MAX_PERCENTILE = 99.0
+CLOSING_MM = 2.0
 
 
 def otsu_threshold(values: np.ndarray, *, n_bins: int = 256) -> float:
@@ -28,7 +46,8 @@ def otsu_threshold(values: np.ndarray, *, n_bins: int = 256) -> float:
     return float(centres[np.nanargmax(between[:-1])])
 
 
-def bias_corrected_magnitude(magnitude: np.ndarray, voxel_size_mm, *, sigma_mm: float = 20.0):
+def bias_corrected_magnitude(magnitude: np.ndarray, voxel_size_mm, *,
+                             sigma_mm: float = BIAS_SMOOTHING_MM):
     """Divide out a smooth intensity bias (homomorphic correction).
 
     Receive-coil inhomogeneity at 3T and 7T makes a single global threshold fail;
@@ -49,7 +68,7 @@ def bias_corrected_magnitude(magnitude: np.ndarray, voxel_size_mm, *, sigma_mm: 
 def _ball(radius_mm: float, voxel_size_mm) -> np.ndarray:
     voxel_size_mm = np.asarray(voxel_size_mm, dtype=float)
     half = np.floor(radius_mm / voxel_size_mm).astype(int)
-    axes = [np.arange(-h, h + 1) * v for h, v in zip(half, voxel_size_mm)]
+    axes = [np.arange(-h, h + 1) * v for h, v in zip(half, voxel_size_mm, strict=False)]
     xx, yy, zz = np.meshgrid(*axes, indexing="ij")
     return xx**2 + yy**2 + zz**2 <= radius_mm**2 + 1e-9
 
@@ -60,6 +79,16 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
         return mask.astype(bool)
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
     return labels == (1 + int(np.argmax(sizes)))
+
+
+def _erode(mask, radius_mm, voxel_size_mm):
+    """Erosion by a ball; the world beyond the field of view counts as inside.
+
+    A mask that reaches the edge of the field of view (a slab, a crop) continues beyond
+    it, so the edge is no reason to erode; a head surrounded by air never reaches it.
+    """
+    return ndimage.binary_erosion(mask, structure=_ball(radius_mm, voxel_size_mm),
+                                  border_value=1)
 
 
 def brain_mask(
@@ -79,6 +108,12 @@ def brain_mask(
     hole filling (dark veins and sinuses inside the brain stay in), and a final
     erosion of ``erode_mm`` that trims the unreliable boundary phase.
 
+    When the field of view holds no air (a slab or a crop inside the head: Otsu's dark
+    class is then at least ``NO_BACKGROUND_CLASS_RATIO`` of the bright one), every voxel
+    with signal is kept instead: thresholding tissue against tissue would cut out
+    white matter, vessels and iron-rich nuclei. Erosions treat the world beyond the
+    field of view as inside, so a mask touching the edge of the field of view keeps it.
+
     Parameters
     ----------
     magnitude : ndarray, 3-D
@@ -87,22 +122,36 @@ def brain_mask(
         Fraction (0-1) of the robust maximum of the bias-corrected magnitude.
     opening_mm, erode_mm : float
         Radii of the opening and of the final erosion, in mm.
+    fill_holes : bool
+        Close (2 mm) and fill holes, so that dark veins and sinuses inside stay in.
+
+    References
+    ----------
+    Otsu N. IEEE Trans Syst Man Cybern 1979;9:62-66.
     """
     corrected = bias_corrected_magnitude(magnitude, voxel_size_mm)
     finite = corrected[np.isfinite(corrected) & (corrected > 0)]
     if finite.size == 0:
         raise ValueError("the magnitude image is zero everywhere: no brain mask can be made")
-    robust_max = np.percentile(finite, 99.0)
+    robust_max = np.percentile(finite, ROBUST_MAX_PERCENTILE)
     if threshold is None:
-        level = otsu_threshold(np.clip(finite, 0, robust_max))
+        clipped = np.clip(finite, 0, robust_max)
+        level = otsu_threshold(clipped)
+        dark, bright = clipped[clipped <= level], clipped[clipped > level]
+        if dark.size and bright.size and dark.mean() >= NO_BACKGROUND_CLASS_RATIO * bright.mean():
+            level = SIGNAL_FLOOR_FRACTION * robust_max  # no air in view: keep all signal
     else:
         level = threshold * robust_max
-    mask = corrected > level
+    mask = np.isfinite(corrected) & (corrected > level)
     if opening_mm > 0:
-        mask = ndimage.binary_opening(mask, structure=_ball(opening_mm, voxel_size_mm))
+        mask = ndimage.binary_dilation(_erode(mask, opening_mm, voxel_size_mm),
+                                       structure=_ball(opening_mm, voxel_size_mm))
     mask = largest_component(mask)
     if fill_holes:
-        mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, _ball(2.0, voxel_size_mm)))
+        closing = _ball(CLOSING_MM, voxel_size_mm)
+        closed = _erode(ndimage.binary_dilation(mask, structure=closing), CLOSING_MM,
+                        voxel_size_mm)
+        mask = ndimage.binary_fill_holes(closed | mask)
     if erode_mm > 0:
-        mask = ndimage.binary_erosion(mask, structure=_ball(erode_mm, voxel_size_mm))
+        mask = _erode(mask, erode_mm, voxel_size_mm)
     return mask.astype(bool)
