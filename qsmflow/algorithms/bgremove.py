@@ -45,8 +45,9 @@ BALL_INSIDE_FRACTION = 0.999  # a ball "fits" when the SMV of the mask is 1 (to 
 LBV_TOLERANCE = 1e-6  # relative residual of the LBV Poisson solve
 LBV_MAX_ITERATIONS = 400
 MULTIGRID_MIN_CELLS = 6  # stop coarsening when an axis would have fewer cells than this
-MULTIGRID_SMOOTHING_SWEEPS = 2  # red-black Gauss-Seidel sweeps before and after the coarse grid
+MULTIGRID_SMOOTHING_SWEEPS = 1  # red-black Gauss-Seidel sweeps before and after the coarse grid
 MULTIGRID_COARSEST_SWEEPS = 60
+MULTIGRID_DTYPE = np.float32  # the preconditioner's precision; CG itself runs in float64
 
 
 def default_vsharp_radii_mm(voxel_size_mm) -> np.ndarray:
@@ -176,40 +177,62 @@ def vsharp(
 # --------------------------------------------------------------------------------------
 
 
-def _neighbour_sum(u, inv_h2):
-    """sum_a (u[x + e_a] + u[x - e_a]) / h_a^2 with zeros beyond the array."""
-    out = np.zeros_like(u)
+def _neighbour_sum(u, inv_h2, out=None, scratch=None):
+    """sum_a (u[x + e_a] + u[x - e_a]) / h_a^2 with zeros beyond the array.
+
+    ``out`` and ``scratch`` (arrays like ``u``) avoid allocations in the multigrid loops.
+    """
+    out = np.zeros_like(u) if out is None else out
+    scratch = np.empty_like(u) if scratch is None else scratch
+    out.fill(0)
     for axis, w in enumerate(inv_h2):
         lo = [slice(None)] * 3
         hi = [slice(None)] * 3
-        lo[axis] = slice(0, -1)
-        hi[axis] = slice(1, None)
-        lo, hi = tuple(lo), tuple(hi)
-        out[lo] += w * u[hi]
-        out[hi] += w * u[lo]
+        edge_lo = [slice(None)] * 3
+        edge_hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        edge_lo[axis], edge_hi[axis] = slice(-1, None), slice(0, 1)
+        scratch[tuple(lo)] = u[tuple(hi)]
+        scratch[tuple(edge_lo)] = 0
+        scratch[tuple(hi)] += u[tuple(lo)]
+        scratch *= w
+        out += scratch
     return out
 
 
 class _Level:
     """One grid of the multigrid hierarchy: interior mask, spacing, red-black colours."""
 
-    def __init__(self, interior: np.ndarray, voxel_size_mm):
+    def __init__(self, interior: np.ndarray, voxel_size_mm, dtype=np.float64):
         self.interior = interior
         self.inv_h2 = 1.0 / np.asarray(voxel_size_mm, dtype=float) ** 2
         self.diagonal = 2.0 * self.inv_h2.sum()
-        parity = np.indices(interior.shape).sum(0) % 2
+        parity = np.indices(interior.shape, dtype=np.int32).sum(0) % 2
         self.red = interior & (parity == 0)
         self.black = interior & (parity == 1)
+        self.dtype = dtype
+        self._sum = np.empty(interior.shape, dtype)
+        self._scratch = np.empty(interior.shape, dtype)
 
     def apply(self, u):
         """-Laplacian with zero Dirichlet values outside ``interior`` (SPD)."""
         return (self.diagonal * u - _neighbour_sum(u, self.inv_h2)) * self.interior
 
     def sweep(self, u, b, colours):
+        """Red-black Gauss-Seidel for ``apply(u) = b``, in place."""
         for colour in colours:
-            update = (b + _neighbour_sum(u, self.inv_h2)) / self.diagonal
+            update = _neighbour_sum(u, self.inv_h2, self._sum, self._scratch)
+            update += b
+            update *= 1.0 / self.diagonal
             np.copyto(u, update, where=colour)
         return u
+
+    def residual(self, u, b):
+        out = _neighbour_sum(u, self.inv_h2, self._sum, self._scratch)
+        out -= self.diagonal * u
+        out += b
+        out *= self.interior
+        return out
 
 
 def _prolong_axis(c, axis):
@@ -250,19 +273,20 @@ def _n_levels(shape) -> int:
     return 1 + max(int(np.floor(np.log2(min(shape) / MULTIGRID_MIN_CELLS))), 0)
 
 
-def _build_levels(interior, voxel_size_mm, n_levels):
+def _build_levels(interior, voxel_size_mm, n_levels, dtype=MULTIGRID_DTYPE):
     """Grids from fine to coarse; ``interior.shape`` must be divisible by 2**(n_levels-1)."""
-    levels = [_Level(interior, voxel_size_mm)]
+    levels = [_Level(interior, voxel_size_mm, dtype)]
     vsz = np.asarray(voxel_size_mm, dtype=float)
     for _ in range(n_levels - 1):
-        coarse = _restrict(levels[-1].interior.astype(np.float64)) > 0.5
+        coarse = _restrict(levels[-1].interior.astype(np.float32)) > 0.5
         vsz = vsz * 2.0
-        levels.append(_Level(coarse, vsz))
+        levels.append(_Level(coarse, vsz, dtype))
     return levels
 
 
 def _v_cycle(levels, b, depth=0):
     level = levels[depth]
+    b = b.astype(level.dtype, copy=False)
     u = np.zeros_like(b)
     if depth == len(levels) - 1:
         for _ in range(MULTIGRID_COARSEST_SWEEPS):
@@ -272,8 +296,7 @@ def _v_cycle(levels, b, depth=0):
         return u
     for _ in range(MULTIGRID_SMOOTHING_SWEEPS):
         level.sweep(u, b, (level.red, level.black))
-    residual = b - level.apply(u)
-    coarse_b = _restrict(residual) * levels[depth + 1].interior
+    coarse_b = _restrict(level.residual(u, b)) * levels[depth + 1].interior
     u += _prolong(_v_cycle(levels, coarse_b, depth + 1)) * level.interior
     for _ in range(MULTIGRID_SMOOTHING_SWEEPS):  # reverse order: a symmetric preconditioner
         level.sweep(u, b, (level.black, level.red))
@@ -288,7 +311,7 @@ def _multigrid_pcg(levels, b, tol, max_iterations):
     b_norm = np.linalg.norm(b)
     if b_norm == 0:
         return x, 0
-    z = _v_cycle(levels, r)
+    z = _v_cycle(levels, r).astype(np.float64)
     p = z.copy()
     rz = np.vdot(r, z)
     for iteration in range(1, max_iterations + 1):
@@ -298,7 +321,7 @@ def _multigrid_pcg(levels, b, tol, max_iterations):
         r -= alpha * ap
         if np.linalg.norm(r) <= tol * b_norm:
             return x, iteration
-        z = _v_cycle(levels, r)
+        z = _v_cycle(levels, r).astype(np.float64)
         rz_new = np.vdot(r, z)
         p = z + (rz_new / rz) * p
         rz = rz_new

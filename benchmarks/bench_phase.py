@@ -1,0 +1,240 @@
+"""Phase processing benchmark: speed on a 1 mm head, accuracy against coverage at 2 mm.
+
+    python benchmarks/bench_phase.py speed      [--out benchmarks/results/phase_speed.json]
+    python benchmarks/bench_phase.py accuracy   [--out benchmarks/results/phase_accuracy.json]
+
+speed: the MNI phantom on a 1 mm grid of 180 x 220 x 180, 5 echoes (3T, TE 4-24 ms, SNR
+80), built once in a child process and cached in the system temp folder, so that the timed
+process holds only the 4-D magnitude and phase (float32) and the brain mask. Timed, in
+the order of qsmflow.interfaces.gre: echo combination (fit_echo_phase), residues and the
+reliable mask, Laplacian unwrapping, V-SHARP (default radii) -- and LBV as the option.
+Each stage's time is divided by (its number of full-volume transforms x the time of one
+transform of that size, measured in the same run): rfftn/irfftn in float32 on V-SHARP's
+padded box, dctn in float64 on the field of view for unwrapping.
+
+accuracy: the MNI phantom at 2 mm (as tests/algorithms/test_phase_pipeline.py), local
+field NRMSE against the field of (chi - mean(chi[brain])) * brain, against the share of
+the brain mask kept, for V-SHARP radii, LBV peeling and extra erosion of the output mask;
+from the true total field (no noise, no unwrapping) and from the noisy multi-echo phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import fft as sp_fft
+from scipy import ndimage
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, measure  # noqa: E402
+
+from qsmflow.algorithms.bgremove import default_vsharp_radii_mm, lbv, vsharp  # noqa: E402
+from qsmflow.algorithms.dipole import b0_direction_from_affine, forward_field_ppm  # noqa: E402
+from qsmflow.algorithms.echo_combination import fit_echo_phase  # noqa: E402
+from qsmflow.algorithms.fourier import FFT_WORKERS, bounding_box, fast_padded_shape  # noqa: E402
+from qsmflow.algorithms.masking import largest_component  # noqa: E402
+from qsmflow.algorithms.unwrap import laplacian_unwrap, phase_residues  # noqa: E402
+from qsmflow.constants import hz_per_ppm  # noqa: E402
+
+B0_T = 3.0
+SPEED_SHAPE = (180, 220, 180)
+SPEED_TE_S = (0.004, 0.009, 0.014, 0.019, 0.024)
+ACCURACY_SHAPE = (88, 104, 88)
+ACCURACY_TE_S = (0.004, 0.011, 0.018)
+SNR = 80.0
+SEED = 2025
+CACHE = Path(tempfile.gettempdir()) / "qsmflow_bench_phase"
+
+
+def _phantom(shape, voxel_size_mm, te_s):
+    from qsmflow.simulation.bids_example import acquisition_affine
+    from qsmflow.simulation.phantom import acquire, build_head_model, rigid_pose
+
+    rng = np.random.default_rng(SEED)
+    model = build_head_model(rng, n_veins=25)
+    affine = acquisition_affine((0.0, 0.0, 0.0), shape, voxel_size_mm)
+    return acquire(model, affine, shape, te_s=te_s, b0_t=B0_T,
+                   head_pose=rigid_pose((4.0, 0.0, -3.0), (2.0, -3.0, 4.0)), snr=SNR,
+                   phase_offset_rad=1.2, rng=rng)
+
+
+def make_speed_data() -> None:
+    """Child process: simulate the 1 mm acquisition and cache what the timed run reads."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    acq = _phantom(SPEED_SHAPE, 1.0, SPEED_TE_S)
+    np.save(CACHE / "magnitude.npy", acq.magnitude.astype(np.float32))
+    np.save(CACHE / "phase.npy", acq.phase_rad.astype(np.float32))
+    np.save(CACHE / "brain.npy", acq.brain_mask)
+    np.save(CACHE / "affine.npy", acq.affine)
+
+
+def _time_transform(func, array, repeats=3):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func(array)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def speed(out: Path) -> dict:
+    if not (CACHE / "brain.npy").exists():
+        print(f"simulating the 1 mm phantom into {CACHE} (child process) ...", flush=True)
+        subprocess.run([sys.executable, __file__, "make-speed-data"], check=True)
+    magnitude = np.load(CACHE / "magnitude.npy")
+    phase = np.load(CACHE / "phase.npy")
+    brain = np.load(CACHE / "brain.npy")
+    voxel_size = np.ones(3)
+    te_s = np.asarray(SPEED_TE_S)
+    radii = default_vsharp_radii_mm(voxel_size)
+
+    # Reference transforms of the sizes the stages use, in this run.
+    pad_vox = np.ceil(radii[0] / voxel_size).astype(int) + 1
+    box_shape = tuple(s.stop - s.start for s in bounding_box(brain))
+    vsharp_shape = fast_padded_shape(box_shape, pad_vox)
+    probe = np.random.default_rng(0).random(vsharp_shape, dtype=np.float32)
+    spectrum = sp_fft.rfftn(probe, workers=FFT_WORKERS)
+    t_rfft = _time_transform(lambda a: sp_fft.rfftn(a, workers=FFT_WORKERS), probe)
+    t_irfft = _time_transform(
+        lambda a: sp_fft.irfftn(a, s=vsharp_shape, workers=FFT_WORKERS), spectrum)
+    t_fft = 0.5 * (t_rfft + t_irfft)
+    del probe, spectrum
+    fov_probe = np.random.default_rng(0).random(brain.shape)
+    t_dct = _time_transform(
+        lambda a: sp_fft.dctn(a, type=2, norm="ortho", workers=FFT_WORKERS), fov_probe)
+    del fov_probe
+
+    stages = {}
+    with measure() as total:
+        with measure() as m:
+            fit = fit_echo_phase(magnitude, phase, te_s, brain)
+        stages["echo combination"] = dict(time_s=m["wall_s"], n_transforms=0)
+        with measure() as m:
+            residues = phase_residues(fit.wrapped_phase_rad) & brain
+            reliable = largest_component(ndimage.binary_opening(brain & ~residues))
+        stages["residues + reliable mask"] = dict(time_s=m["wall_s"], n_transforms=0)
+        with measure() as m:
+            unwrapped = laplacian_unwrap(fit.wrapped_phase_rad, voxel_size, mask=reliable)
+            field_hz = unwrapped / (2 * np.pi * fit.reference_dte_s)
+            field_hz = (field_hz - np.median(field_hz[reliable])) * brain
+        stages["Laplacian unwrapping"] = dict(time_s=m["wall_s"], n_transforms=2,
+                                              transform_s=t_dct, transform="dctn float64",
+                                              shape=list(brain.shape))
+        with measure() as m:
+            local, eroded = vsharp(field_hz, reliable, voxel_size)
+        stages["V-SHARP"] = dict(time_s=m["wall_s"], n_transforms=3 * len(radii) + 4,
+                                 transform_s=t_fft, transform="rfftn/irfftn float32",
+                                 shape=list(vsharp_shape), radii_mm=radii.tolist(),
+                                 coverage=float(eroded.sum() / brain.sum()))
+    with measure() as m:
+        local_l, eroded_l = lbv(field_hz, reliable, voxel_size)
+    option = dict(time_s=m["wall_s"], coverage=float(eroded_l.sum() / brain.sum()),
+                  peak_rss_gb=m["peak_rss_gb"])
+    for stage in stages.values():
+        if stage["n_transforms"]:
+            stage["ratio_to_transform_floor"] = stage["time_s"] / (
+                stage["n_transforms"] * stage["transform_s"])
+    result = dict(machine=machine(), shape=list(brain.shape), n_echoes=len(te_s),
+                  brain_voxels=int(brain.sum()), stages=stages,
+                  total_time_s=total["wall_s"], peak_rss_gb=total["peak_rss_gb"],
+                  lbv_option=option, residue_voxels=int(residues.sum()))
+    print(f"{machine()}; {brain.shape} x {len(te_s)} echoes, brain {brain.sum()} voxels")
+    print("| stage | time s | transforms | one transform s | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, stage in stages.items():
+        ratio = stage.get("ratio_to_transform_floor")
+        print(f"| {name} | {stage['time_s']:.2f} | {stage['n_transforms'] or '-'} | "
+              + (f"{stage['transform_s']:.3f} ({stage['transform']}, "
+                 f"{'x'.join(map(str, stage['shape']))}) | {ratio:.2f} |" if ratio else "- | - |"))
+    print(f"total {total['wall_s']:.2f} s, peak RSS {total['peak_rss_gb']:.2f} GB; "
+          f"V-SHARP keeps {stages['V-SHARP']['coverage']:.1%} of the brain")
+    print(f"LBV option: {option['time_s']:.2f} s, keeps {option['coverage']:.1%}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _nrmse(estimate, truth, region):
+    error = estimate[region] - truth[region]
+    reference = truth[region] - truth[region].mean()
+    return float(np.linalg.norm(error - error.mean()) / np.linalg.norm(reference))
+
+
+def accuracy(out: Path) -> dict:
+    voxel_size = np.full(3, 2.0)
+    acq = _phantom(ACCURACY_SHAPE, 2.0, ACCURACY_TE_S)
+    brain = acq.brain_mask
+    chi = acq.chi_ppm.astype(np.float64)
+    truth = forward_field_ppm((chi - chi[brain].mean()) * brain, voxel_size,
+                              b0_direction_from_affine(acq.affine))
+    fit = fit_echo_phase(acq.magnitude, acq.phase_rad, acq.te_s, brain)
+    residues = phase_residues(fit.wrapped_phase_rad) & brain
+    reliable = largest_component(ndimage.binary_opening(brain & ~residues))
+    unwrapped = laplacian_unwrap(fit.wrapped_phase_rad, voxel_size, mask=reliable)
+    field_ppm = unwrapped / (2 * np.pi * hz_per_ppm(B0_T) * fit.reference_dte_s)
+    field_ppm = (field_ppm - np.median(field_ppm[reliable])) * brain
+    inputs = {"true total field": (acq.total_field_ppm, brain),
+              "noisy phase (SNR 80)": (field_ppm, reliable)}
+    methods = {
+        "V-SHARP 36-4 mm (default)": lambda f, m: vsharp(f, m, voxel_size),
+        "V-SHARP 20-4 mm": lambda f, m: vsharp(f, m, voxel_size, radii_mm=[20, 16, 12, 8, 4]),
+        "V-SHARP 12-4 mm": lambda f, m: vsharp(f, m, voxel_size, radii_mm=[12, 8, 4]),
+        "V-SHARP 36-6 mm": lambda f, m: vsharp(f, m, voxel_size,
+                                               radii_mm=np.arange(36, 5.9, -4.0)),
+        "V-SHARP 20-3 mm": lambda f, m: vsharp(f, m, voxel_size,
+                                               radii_mm=[20, 16, 12, 8, 6, 4, 3]),
+        "LBV": lambda f, m: lbv(f, m, voxel_size),
+        "LBV peel 2 mm": lambda f, m: lbv(f, m, voxel_size, peel_mm=2.0),
+        "LBV peel 4 mm": lambda f, m: lbv(f, m, voxel_size, peel_mm=4.0),
+    }
+    extra_erosion_vox = (0, 1, 2)
+    rows = []
+    for input_name, (field, mask) in inputs.items():
+        for name, method in methods.items():
+            start = time.perf_counter()
+            local, eroded = method(field, mask)
+            seconds = time.perf_counter() - start
+            for erode in extra_erosion_vox:
+                region = ndimage.binary_erosion(eroded, iterations=erode) if erode else eroded
+                region = region & brain
+                rows.append(dict(input=input_name, method=name, extra_erosion_mm=2.0 * erode,
+                                 coverage=float(region.sum() / brain.sum()),
+                                 nrmse=_nrmse(local, truth, region), time_s=seconds))
+    print("| input | method | extra erosion mm | coverage % | NRMSE |")
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(f"| {row['input']} | {row['method']} | {row['extra_erosion_mm']:g} | "
+              f"{100 * row['coverage']:.1f} | {row['nrmse']:.3f} |")
+    result = dict(machine=machine(), shape=list(ACCURACY_SHAPE), voxel_size_mm=2.0,
+                  te_s=list(ACCURACY_TE_S), snr=SNR, residue_voxels=int(residues.sum()),
+                  rows=rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["speed", "accuracy", "make-speed-data"])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if args.what == "make-speed-data":
+        make_speed_data()
+    elif args.what == "speed":
+        speed(args.out or REPO / "benchmarks" / "results" / "phase_speed.json")
+    else:
+        accuracy(args.out or REPO / "benchmarks" / "results" / "phase_accuracy.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
