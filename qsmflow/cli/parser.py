@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from qsmflow import __version__
-from qsmflow.dl.invert import INVERSION_METHODS
-from qsmflow.reports.roi import CHI_REFERENCES
 
 from .config import PLUGINS
 
@@ -19,6 +17,11 @@ example: qsmflow /data/bids /data/derivatives/qsmflow participant --participant-
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: they pull in torch and pandas, and main() builds the
+    # parser inside its error handling, so that even Ctrl-C during startup is one line.
+    from qsmflow.dl.invert import INVERSION_METHODS
+    from qsmflow.reports.roi import CHI_REFERENCES
+
     p = argparse.ArgumentParser(
         prog="qsmflow", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Quantitative susceptibility mapping of multi-echo GRE BIDS datasets.")

@@ -200,9 +200,9 @@ def _run_group_level(config: Config) -> int:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         _setup_logging(args.verbose)
         ignore_sigint_in_workers()
         config = build_config(args)
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
               "to resume: finished stages are reused.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as err:  # a bug, or the system (a full disk ...): no bare traceback
-        crash = write_crash_report(args.output_dir)
+        crash = write_crash_report(getattr(args, "output_dir", None))
         print(f"qsmflow: unexpected error: {type(err).__name__}: {err}. This is a bug in "
               "qsmflow or a problem of the system (such as a full disk); nothing in BIDS_DIR "
               f"was changed. The traceback is in {crash}: please attach it when you report "
