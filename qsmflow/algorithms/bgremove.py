@@ -144,26 +144,31 @@ def vsharp(
     del field_p
 
     local = np.zeros(padded_shape, dtype=dtype)
-    assigned = np.zeros(padded_shape, dtype=bool)
-    inverse = None
-    for radius in radii_mm:
-        smv = sphere_kernel_rfft(padded_shape, voxel_size_mm, radius, dtype=dtype)
-        if inverse is None:  # the largest kernel, for the final deconvolution
-            high_pass_kernel = 1.0 - smv
-            keep = np.abs(high_pass_kernel) >= threshold
-            inverse = np.zeros_like(high_pass_kernel)
-            np.divide(1.0, high_pass_kernel, out=inverse, where=keep)
-            del high_pass_kernel, keep
-        # Voxels whose whole ball lies inside the mask and that have no radius yet.
-        new = irfftn(mask_k * smv, padded_shape) > BALL_INSIDE_FRACTION
-        new &= ~assigned
-        if new.any():
-            smv -= 1.0
-            smv *= -1.0  # now the high-pass kernel delta - rho_r, in place
-            np.copyto(local, irfftn(field_k * smv, padded_shape), where=new)
-            assigned |= new
-    del field_k, mask_k
-    local = irfftn(rfftn(local) * inverse, padded_shape)
+    assigned = None
+    work = np.empty(padded_shape, dtype=dtype)  # reused: warm pages make FFTs faster
+    product = np.empty(field_k.shape, dtype=field_k.dtype)
+    # Smallest radius first: the erosions are nested, so each larger radius that fits
+    # simply overwrites, and every voxel ends with the largest radius whose ball fits.
+    for radius in radii_mm[::-1]:
+        smv = sphere_kernel_rfft(padded_shape, voxel_size_mm, radius, dtype=dtype, work=work)
+        np.multiply(mask_k, smv, out=product)
+        fits = irfftn(product, padded_shape) > BALL_INSIDE_FRACTION
+        if assigned is None:
+            assigned = fits  # the output mask: where the smallest ball fits
+        smv -= 1.0
+        smv *= -1.0  # now the high-pass kernel delta - rho_r, in place
+        if fits.any():
+            np.multiply(field_k, smv, out=product)
+            np.copyto(local, irfftn(product, padded_shape), where=fits)
+    del field_k, mask_k, product, work
+    # Deconvolution by the largest kernel (the last one), truncated at ``threshold``.
+    keep = np.abs(smv) >= threshold
+    inverse = np.zeros_like(smv)
+    np.divide(1.0, smv, out=inverse, where=keep)
+    del smv, keep
+    spectrum = rfftn(local)
+    spectrum *= inverse
+    local = irfftn(spectrum, padded_shape)
     eroded = assigned[inner]
     out = np.zeros(mask.shape)
     out[box] = np.where(eroded, local[inner], 0.0)

@@ -83,18 +83,21 @@ def ball_offsets(voxel_size_mm, radius_mm: float) -> np.ndarray:
 
 
 def sphere_kernel_rfft(padded_shape, voxel_size_mm, radius_mm: float, *,
-                       dtype=np.float64) -> np.ndarray:
+                       dtype=np.float64, work: np.ndarray | None = None) -> np.ndarray:
     """rFFT of a normalised ball (spherical mean value kernel) of ``radius_mm`` at the origin.
 
     The ball is sampled on the voxel grid in physical units, so anisotropic voxels
     give an ellipsoid in voxel space that is a sphere in millimetres. The ball is
     symmetric about the origin, so its spectrum is real: it is returned as a real
     array of ``dtype`` (half the memory and a cheaper product than a complex one).
+    ``work``, a real array of ``padded_shape`` and ``dtype``, is reused for the spatial
+    kernel: memory already touched makes the FFT up to 3x faster than fresh zero pages.
     """
     ball = ball_offsets(voxel_size_mm, radius_mm).astype(dtype)
     ball /= ball.sum()
     half = [(n - 1) // 2 for n in ball.shape]
-    kernel = np.zeros(padded_shape, dtype=dtype)
+    kernel = np.empty(padded_shape, dtype=dtype) if work is None else work
+    kernel.fill(0)
     idx = [np.arange(-h, h + 1) % n for h, n in zip(half, padded_shape, strict=False)]
     kernel[np.ix_(*idx)] = ball
     return np.ascontiguousarray(rfftn(kernel).real)
