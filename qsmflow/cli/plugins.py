@@ -64,3 +64,17 @@ def _user_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # a uid with no passwd entry, as in some containers
         return str(os.getuid())
+
+
+def single_threaded_torch() -> None:
+    """Keep torch to one thread in this (the scheduling) process.
+
+    qsmflow loads the NSIDL weights here to check them before anything runs. If torch
+    ran a multi-threaded (OpenMP) operation here, MultiProc's workers, forked from this
+    process, would inherit its thread pool without its threads, and a worker that then
+    asks for several threads (NSIDL with ``--omp-nthreads`` > 1) would wait for them
+    forever. With one thread here, no pool exists to inherit.
+    """
+    import torch
+
+    torch.set_num_threads(1)

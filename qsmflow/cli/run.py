@@ -56,7 +56,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
     from qsmflow.workflows.base import RunLabels, init_qsmflow_wf, run_workflow_name
 
     from .failures import describe_failure
-    from .plugins import GRAPH_PLUGINS, plugin_arguments
+    from .plugins import GRAPH_PLUGINS, plugin_arguments, single_threaded_torch
     from .progress import ProgressReporter
     from .provenance import write_dataset_description, write_run_record
     from .report import write_reports
@@ -78,6 +78,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
 
         weights_path = config.weights or default_weights_path()
         try:
+            single_threaded_torch()  # before torch runs here: see its docstring
             weights_sha = load_nsidl(config.weights)[1]
         except WeightsError as err:
             raise QSMUsageError(str(err)) from err

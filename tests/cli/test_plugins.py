@@ -3,6 +3,8 @@ before anything runs, and passed on to Nipype as documented. Fast: nothing is co
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -125,3 +127,36 @@ def test_graph_plugins_get_no_status_callback(bids, tmp_path):
                      '{"dont_resubmit_completed_jobs": true}')
     args = plugin_arguments(config, _workflow(tmp_path, 1), object())
     assert args == {"dont_resubmit_completed_jobs": True}
+
+
+FORKED_NSIDL = """
+import multiprocessing, sys, torch
+from qsmflow.dl.weights import load_nsidl
+from qsmflow.cli.plugins import single_threaded_torch
+
+def worker():  # what a MultiProc worker does for NSIDL with --omp-nthreads 2
+    torch.set_num_threads(2)
+    load_nsidl()
+
+if __name__ == "__main__":
+    if sys.argv[1] == "fixed":
+        single_threaded_torch()
+    load_nsidl()  # the scheduling process checks the weights first
+    child = multiprocessing.get_context("fork").Process(target=worker)
+    child.start()
+    child.join(60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    print("hung" if hung else f"exit {child.exitcode}")
+"""
+
+
+def test_forked_workers_can_run_multithreaded_nsidl(tmp_path):
+    """MultiProc forks its workers from the scheduling process; NSIDL with 2 threads in a
+    worker hung (forever) when that process had used torch with several threads."""
+    script = tmp_path / "forked_nsidl.py"
+    script.write_text(FORKED_NSIDL)
+    result = subprocess.run([sys.executable, str(script), "fixed"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.strip() == "exit 0", result.stdout + result.stderr
