@@ -39,6 +39,8 @@ class Config:
     brain_mask_dir: Path | None = None
     vsharp_radii_mm: tuple[float, ...] = ()
     vsharp_threshold: float = 0.05
+    bgremove: str = "vsharp"
+    lbv_peel_mm: float = 0.0
     roi_labels_dir: Path | None = None
     atlas: Path | None = None
     atlas_labels: Path | None = None
@@ -159,6 +161,13 @@ def build_config(args) -> Config:
         raise QSMUsageError("--mem-gb must be positive.")
     if args.b0_tesla is not None and not 0 < args.b0_tesla <= 21.2:
         raise QSMUsageError(f"--b0-tesla {args.b0_tesla} is not a plausible field strength.")
+    if args.bgremove == "lbv" and (args.vsharp_radii_mm or args.vsharp_threshold != 0.05):
+        raise QSMUsageError("--vsharp-radii-mm/--vsharp-threshold apply to --bgremove vsharp, "
+                            "not lbv.")
+    if args.lbv_peel_mm and args.bgremove != "lbv":
+        raise QSMUsageError("--lbv-peel-mm applies to --bgremove lbv only.")
+    if args.lbv_peel_mm < 0:
+        raise QSMUsageError("--lbv-peel-mm must not be negative.")
     if args.vsharp_radii_mm and min(args.vsharp_radii_mm) <= 0:
         raise QSMUsageError("--vsharp-radii-mm must all be positive.")
     if args.analysis_level == "group" and (args.participant_label or args.session_label):
@@ -182,7 +191,8 @@ def build_config(args) -> Config:
         mask_erode_mm=args.mask_erode_mm,
         brain_mask_dir=Path(args.brain_mask_dir).resolve() if args.brain_mask_dir else None,
         vsharp_radii_mm=tuple(args.vsharp_radii_mm or ()),
-        vsharp_threshold=args.vsharp_threshold,
+        vsharp_threshold=args.vsharp_threshold, bgremove=args.bgremove,
+        lbv_peel_mm=args.lbv_peel_mm,
         roi_labels_dir=Path(args.roi_labels_dir).resolve() if args.roi_labels_dir else None,
         atlas=Path(args.atlas).resolve() if args.atlas else None,
         atlas_labels=Path(args.atlas_labels).resolve() if args.atlas_labels else None,

@@ -52,7 +52,7 @@ def _find_derivative(folder: Path, run, suffix_glob: str) -> Path | None:
 def _run_participant_level(config: Config, argv: list[str] | None = None) -> int:
     from qsmflow.bids.discovery import find_gre_runs
     from qsmflow.bids.validation import validate_run_images, validate_same_grid
-    from qsmflow.dl.weights import WeightsError, load_nsidl
+    from qsmflow.dl.weights import WeightsError, verify_weights
     from qsmflow.workflows.base import RunLabels, init_qsmflow_wf, run_workflow_name
 
     from .failures import describe_failure
@@ -79,7 +79,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
         weights_path = config.weights or default_weights_path()
         try:
             single_threaded_torch()  # before torch runs here: see its docstring
-            weights_sha = load_nsidl(config.weights)[1]
+            weights_sha = verify_weights(config.weights)
         except WeightsError as err:
             raise QSMUsageError(str(err)) from err
 
@@ -136,6 +136,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                 mask_threshold=config.mask_threshold, mask_erode_mm=config.mask_erode_mm,
                 vsharp_radii_mm=list(config.vsharp_radii_mm) or None,
                 vsharp_threshold=config.vsharp_threshold, inversion=config.inversion,
+                bgremove=config.bgremove, lbv_peel_mm=config.lbv_peel_mm,
                 nsidl_weights=str(config.weights) if config.weights else None,
                 device=config.device, omp_nthreads=config.omp_nthreads))
         for run in runs:

@@ -32,13 +32,12 @@ def expected_sha256(path: Path) -> str | None:
     return record.read_text().split()[0] if record.is_file() else None
 
 
-def load_nsidl(path=None, *, device: str = "cpu") -> tuple[NSIDL, str]:
-    """Load NSIDL weights (default: the shipped ones) and return the model and its sha256.
+def verify_weights(path=None) -> str:
+    """Check that the weights exist and match their recorded sha256; return the sha256.
 
-    Shipped weights are checked against their recorded sha256; user weights are loaded
-    as given and their hash is reported for provenance. The model's
-    ``inference_iterations`` attribute is the number of unrolled iterations to run,
-    recorded in the weights file (default: all trained iterations).
+    Reads bytes only: no torch call, so a parent process can check the weights before it
+    forks workers without starting torch's thread pools (a fork after they started can
+    deadlock the children).
     """
     path = Path(path) if path is not None else default_weights_path()
     if not path.is_file():
@@ -49,6 +48,19 @@ def load_nsidl(path=None, *, device: str = "cpu") -> tuple[NSIDL, str]:
     if expected is not None and expected != digest:
         raise WeightsError(f"{path}: sha256 {digest} does not match the recorded {expected}; "
                            "the file is corrupt or was replaced. Reinstall qsmflow.")
+    return digest
+
+
+def load_nsidl(path=None, *, device: str = "cpu") -> tuple[NSIDL, str]:
+    """Load NSIDL weights (default: the shipped ones) and return the model and its sha256.
+
+    Shipped weights are checked against their recorded sha256; user weights are loaded
+    as given and their hash is reported for provenance. The model's
+    ``inference_iterations`` attribute is the number of unrolled iterations to run,
+    recorded in the weights file (default: all trained iterations).
+    """
+    path = Path(path) if path is not None else default_weights_path()
+    digest = verify_weights(path)
     try:
         state = torch.load(path, map_location=device, weights_only=True)
         model = NSIDL(NSIDLConfig(**state["config"]))

@@ -13,7 +13,7 @@ from nipype.interfaces.base import (
 )
 from scipy import ndimage
 
-from qsmflow.algorithms.bgremove import vsharp
+from qsmflow.algorithms.bgremove import lbv, vsharp
 from qsmflow.algorithms.dipole import voxel_size_from_affine
 from qsmflow.algorithms.echo_combination import data_weight_from_noise, fit_echo_phase
 from qsmflow.algorithms.masking import brain_mask, largest_component
@@ -191,6 +191,8 @@ class _VSharpInputSpec(BaseInterfaceInputSpec):
     mask = File(exists=True, mandatory=True)
     radii_mm = traits.List(traits.Float, desc="kernel radii (default: QSM.jl's rule)")
     threshold = traits.Float(0.05, usedefault=True)
+    method = traits.Enum("vsharp", "lbv", usedefault=True, desc="background removal method")
+    lbv_peel_mm = traits.Float(0.0, usedefault=True, desc="LBV: layers peeled off first")
 
 
 class _VSharpOutputSpec(TraitedSpec):
@@ -200,7 +202,7 @@ class _VSharpOutputSpec(TraitedSpec):
 
 
 class VSharp(SimpleInterface):
-    """V-SHARP background field removal."""
+    """Background field removal: V-SHARP (default) or LBV (``method="lbv"``)."""
 
     input_spec = _VSharpInputSpec
     output_spec = _VSharpOutputSpec
@@ -211,10 +213,14 @@ class VSharp(SimpleInterface):
         field_hz, affine = load_data(self.inputs.total_field_hz)
         mask = load_data(self.inputs.mask)[0] > 0.5
         voxel_size = voxel_size_from_affine(affine)
-        radii = (list(self.inputs.radii_mm) if isdefined(self.inputs.radii_mm) and
-                 self.inputs.radii_mm else default_vsharp_radii_mm(voxel_size).tolist())
-        local, eroded = vsharp(field_hz, mask, voxel_size, radii_mm=radii,
-                               threshold=self.inputs.threshold)
+        if self.inputs.method == "lbv":
+            radii = []
+            local, eroded = lbv(field_hz, mask, voxel_size, peel_mm=self.inputs.lbv_peel_mm)
+        else:
+            radii = (list(self.inputs.radii_mm) if isdefined(self.inputs.radii_mm) and
+                     self.inputs.radii_mm else default_vsharp_radii_mm(voxel_size).tolist())
+            local, eroded = vsharp(field_hz, mask, voxel_size, radii_mm=radii,
+                                   threshold=self.inputs.threshold)
         self._results["local_field_hz"] = save_like(local, affine,
                                                     output_path("local_field_hz.nii.gz"))
         self._results["eroded_mask"] = save_like(eroded, affine,

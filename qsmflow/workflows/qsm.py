@@ -19,6 +19,8 @@ def init_qsm_wf(
     mask_erode_mm: float = 1.0,
     vsharp_radii_mm: list[float] | None = None,
     vsharp_threshold: float = 0.05,
+    bgremove: str = "vsharp",
+    lbv_peel_mm: float = 0.0,
     inversion: str = "nsidl",
     nsidl_weights: str | None = None,
     device: str = "cpu",
@@ -64,7 +66,8 @@ def init_qsm_wf(
         mask.inputs.threshold = mask_threshold
     combine = pe.Node(CombineEchoes(echo_times_s=list(echo_times_s)), name="combine")
     unwrap = pe.Node(UnwrapPhase(), name="unwrap")
-    vsharp = pe.Node(VSharp(threshold=vsharp_threshold), name="vsharp")
+    vsharp = pe.Node(VSharp(threshold=vsharp_threshold, method=bgremove,
+                            lbv_peel_mm=lbv_peel_mm), name="vsharp")
     if vsharp_radii_mm:
         vsharp.inputs.radii_mm = list(vsharp_radii_mm)
     invert = pe.Node(DipoleInversion(b0_t=b0_t, echo_times_s=list(echo_times_s),
