@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint bids-examples benchmarks clean
+.PHONY: install test demo lint bids-examples benchmarks clean ship-weights
 
 $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -18,7 +18,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf demo_out/group
-	$(VENV)/bin/qsmflow bids_examples demo_out participant -w demo_work --nprocs 2 --omp-nthreads 2
+	$(VENV)/bin/qsmflow bids_examples demo_out participant -w demo_work --nprocs 2 --omp-nthreads 1
 	$(VENV)/bin/qsmflow bids_examples demo_out group --group-by group
 
 lint: $(STAMP)
@@ -63,3 +63,14 @@ install-check:
 
 clean:
 	rm -rf demo_out demo_work .pytest_cache
+
+# Copy a finished training run's weights into the package, with their sha256 and log,
+# recording the number of unrolled iterations chosen on validation data
+# (benchmarks/select_iterations.py).
+RUN ?= train_runs/nsidl_v1
+INFERENCE_ITERATIONS ?= 4
+ship-weights:
+	$(PY) -c "import torch, sys; s = torch.load('$(RUN)/nsidl.pt', weights_only=True); \
+	s['inference_iterations'] = $(INFERENCE_ITERATIONS); torch.save(s, 'qsmflow/data/nsidl_v1.pt')"
+	cd qsmflow/data && sha256sum nsidl_v1.pt > nsidl_v1.pt.sha256
+	cp $(RUN)/training_log.json qsmflow/data/nsidl_v1_training_log.json
