@@ -133,7 +133,8 @@ def build_config(args) -> Config:
     except json.JSONDecodeError as err:
         raise QSMUsageError(f"--plugin-args is not valid JSON: {err}") from err
     if not isinstance(plugin_args, dict):
-        raise QSMUsageError("--plugin-args must be a JSON object, e.g. '{\"sbatch_args\": \"-p short\"}'.")
+        raise QSMUsageError("--plugin-args must be a JSON object, e.g. "
+                            "'{\"sbatch_args\": \"-p short\"}'.")
     for key, option in (("n_procs", "--nprocs"), ("memory_gb", "--mem-gb"),
                         ("status_callback", None)):
         if key in plugin_args:
