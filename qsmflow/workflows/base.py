@@ -95,7 +95,7 @@ def init_single_run_wf(
     n_threads = qsm_options.get("omp_nthreads", 1)
     register = pe.Node(RegisterAtlas(template=str(atlas.template), labels=str(atlas.labels),
                                      n_threads=n_threads), name="register_atlas",
-                       n_procs=n_threads, mem_gb=3.0)
+                       n_procs=n_threads, mem_gb=2.0)  # 1.3 GB measured at 1 mm
     if atlas.ventricles is not None:
         register.inputs.ventricles = str(atlas.ventricles)
     figure = pe.Node(RegistrationFigure(title=f"{run.label}: {atlas.name} registration"),

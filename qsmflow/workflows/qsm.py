@@ -10,6 +10,13 @@ from qsmflow.interfaces.inversion import DipoleInversion
 from qsmflow.reports.methods import qsm_methods
 
 
+# Peak memory of the inversion on a 1 mm whole head (224 x 256 x 176), measured with
+# workflows/measure_node_resources.py (docs/hpc.md); MultiProc and the cluster plugins
+# schedule by these numbers.
+INVERSION_MEM_GB = {"nsidl": 6.0, "ndi": 4.0, "tkd": 2.5, "cfl2": 2.5}
+STAGE_MEM_GB = 2.0  # mask, echo fit, unwrapping, background removal: 1-1.7 GB measured
+
+
 def init_qsm_wf(
     *,
     echo_times_s: list[float],
@@ -59,20 +66,22 @@ def init_qsm_wf(
         "local_field_hz", "chi_ppm", "weight", "inversion_metadata"]), name="outputnode")
 
     prepare = pe.Node(PrepareGRE(), name="prepare")
-    mask = pe.Node(BrainMask(erode_mm=mask_erode_mm), name="mask")
+    mask = pe.Node(BrainMask(erode_mm=mask_erode_mm), name="mask", mem_gb=STAGE_MEM_GB)
     if user_mask:
         mask.inputs.user_mask = user_mask
     if mask_threshold is not None:
         mask.inputs.threshold = mask_threshold
-    combine = pe.Node(CombineEchoes(echo_times_s=list(echo_times_s)), name="combine")
-    unwrap = pe.Node(UnwrapPhase(), name="unwrap")
+    combine = pe.Node(CombineEchoes(echo_times_s=list(echo_times_s)), name="combine",
+                      mem_gb=STAGE_MEM_GB)
+    unwrap = pe.Node(UnwrapPhase(), name="unwrap", mem_gb=STAGE_MEM_GB)
     vsharp = pe.Node(VSharp(threshold=vsharp_threshold, method=bgremove,
-                            lbv_peel_mm=lbv_peel_mm), name="vsharp")
+                            lbv_peel_mm=lbv_peel_mm), name="vsharp", mem_gb=STAGE_MEM_GB)
     if vsharp_radii_mm:
         vsharp.inputs.radii_mm = list(vsharp_radii_mm)
     invert = pe.Node(DipoleInversion(b0_t=b0_t, echo_times_s=list(echo_times_s),
                                      method=inversion, device=device, n_threads=omp_nthreads),
-                     name="invert", n_procs=omp_nthreads, mem_gb=4.0)
+                     name="invert", n_procs=omp_nthreads,
+                     mem_gb=INVERSION_MEM_GB[inversion])
     if nsidl_weights:
         invert.inputs.weights_path = nsidl_weights
     metadata = pe.Node(niu.Function(function=_inversion_metadata,
