@@ -19,8 +19,6 @@ import numpy as np
 from .dipole import dipole_kernel_rfft
 from .fourier import fast_padded_shape, irfftn, kspace_grid, pad_to, rfftn
 
-INVERSION_METHODS = ("tkd", "cfl2", "ndi")
-
 
 def _padded_problem(local_field_ppm, mask, voxel_size_mm, b0_direction, pad_vox):
     field = np.asarray(local_field_ppm, dtype=np.float64) * np.asarray(mask, bool)

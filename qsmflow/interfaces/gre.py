@@ -13,7 +13,7 @@ from nipype.interfaces.base import (
 )
 from scipy import ndimage
 
-from qsmflow.algorithms.bgremove import lbv, vsharp
+from qsmflow.algorithms.bgremove import default_vsharp_radii_mm, lbv, vsharp
 from qsmflow.algorithms.dipole import voxel_size_from_affine
 from qsmflow.algorithms.echo_combination import data_weight_from_noise, fit_echo_phase
 from qsmflow.algorithms.masking import brain_mask, largest_component
@@ -208,8 +208,6 @@ class VSharp(SimpleInterface):
     output_spec = _VSharpOutputSpec
 
     def _run_interface(self, runtime):
-        from qsmflow.algorithms.bgremove import default_vsharp_radii_mm
-
         field_hz, affine = load_data(self.inputs.total_field_hz)
         mask = load_data(self.inputs.mask)[0] > 0.5
         voxel_size = voxel_size_from_affine(affine)
