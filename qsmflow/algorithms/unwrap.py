@@ -14,10 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import fft as sp_fft
+from scipy import ndimage
 
 from .fourier import FFT_WORKERS
+from .masking import largest_component
 
 TWO_PI = 2.0 * np.pi
+# A wrapped neighbour difference above this fraction of pi is as likely to be a true
+# difference of the other sign (aliasing: the field changes by about pi per voxel, next
+# to air and bone) as not; phase noise of a few tenths of a radian decides.
+NEAR_PI_FRACTION = 0.8
 
 
 def _neumann_laplacian_eigenvalues(shape, voxel_size_mm) -> np.ndarray:
@@ -80,6 +86,48 @@ def phase_residues(phase_rad: np.ndarray) -> np.ndarray:
                 corner[a2] = slice(c2, n2 - 1 + c2)
                 residues[tuple(corner)] |= plaquette
     return residues
+
+
+def near_pi_differences(phase_rad: np.ndarray, mask: np.ndarray, *,
+                        fraction: float = NEAR_PI_FRACTION) -> np.ndarray:
+    """Voxels of ``mask`` with an in-mask neighbour at a wrapped difference > ``fraction * pi``.
+
+    Where the true phase changes by about pi from one voxel to the next (aliasing next to
+    air or bone), the wrapped difference may have the wrong sign, and the unwrapped phase
+    then carries a 2 pi step. When the aliasing runs along a whole surface it makes no
+    residue (every plaquette's circulation is zero), so :func:`phase_residues` misses it.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    phase_rad = np.asarray(phase_rad, dtype=np.float64)
+    near_pi = np.zeros(mask.shape, dtype=bool)
+    for axis in range(3):
+        steep = (np.abs(_wrapped_differences(phase_rad, axis)) > fraction * np.pi) \
+            & _pairs_inside(mask, axis)
+        lower = [slice(None)] * 3
+        upper = [slice(None)] * 3
+        lower[axis], upper[axis] = slice(0, -1), slice(1, None)
+        near_pi[tuple(lower)] |= steep
+        near_pi[tuple(upper)] |= steep
+    return near_pi
+
+
+def reliable_phase_mask(phase_rad: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The part of ``mask`` where the wrapped phase can be unwrapped without 2 pi errors.
+
+    ``mask`` without phase residues and near-pi differences, opened (one voxel) so that
+    isolated leftovers go, and its largest connected component. Unwrapping inside it and
+    handing it on to background removal keeps the inconsistency of those voxels out.
+
+    Returns
+    -------
+    reliable : ndarray of bool
+    n_excluded : int
+        Voxels of ``mask`` at residues or near-pi differences.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    excluded = (phase_residues(phase_rad) | near_pi_differences(phase_rad, mask)) & mask
+    reliable = largest_component(ndimage.binary_opening(mask & ~excluded))
+    return reliable, int(excluded.sum())
 
 
 def wrapped_laplacian(phase_rad: np.ndarray, voxel_size_mm, mask=None) -> np.ndarray:

@@ -24,6 +24,7 @@ TISSUE_CHI_PPM = {
     "red_nucleus": 0.10, "dentate_nucleus": 0.10, "vein": 0.35, "bone": -2.0,
     "soft_tissue": 0.0, "hemorrhage": 1.0, "calcification": -0.8,
 }
+SINUS_GAP_MM = 3  # least distance between an air cavity and the brain (model grid of 1 mm)
 TISSUE_R2STAR_HZ = {
     "csf": 3.0, "gm": 16.0, "wm": 21.0, "caudate": 24.0, "putamen": 27.0,
     "globus_pallidus": 45.0, "thalamus": 21.0, "substantia_nigra": 42.0,
@@ -139,13 +140,14 @@ def build_head_model(
     r2s[soft] = TISSUE_R2STAR_HZ["soft_tissue"]
 
     air = ~head
+    near_brain = ndimage.binary_dilation(brain, iterations=SINUS_GAP_MM)
     if sinuses:
         # Frontal and sphenoid sinuses and mastoid air cells: the air/tissue
         # interfaces that make the strong background fields of real heads.
         for centre, axes in [((0, 62, -8), (14, 8, 10)), ((0, 18, -30), (11, 11, 9)),
                              ((-52, -28, -40), (8, 9, 8)), ((52, -28, -40), (8, 9, 8))]:
-            cavity = _ellipsoid(world, centre, axes) & ~brain
-            air |= cavity
+            # Bone and dura keep real sinuses a few mm from the brain.
+            air |= _ellipsoid(world, centre, axes) & ~near_brain
     chi[air] = 0.0
     r2s[air] = 0.0
 
@@ -252,8 +254,14 @@ def acquire(
     local_field = brain_field * brain
     # The background (air, bone, scalp, veins outside the brain) is computed on the
     # phantom's 1 mm grid and interpolated: it is smooth inside the brain, and a native
-    # grid would add the Gibbs ringing of a 9.4 ppm step that no real field has.
-    total_field = brain_field + resample(background_field_ppm(model, pose))
+    # grid would add the Gibbs ringing of a 9.4 ppm step that no real field has. Its
+    # sources are those outside *this grid's* brain mask, seen on the model grid, so that
+    # no source is counted twice or lost where the two grids' masks differ: the
+    # background is then harmonic inside the mask, as a real one is.
+    brain_on_model = sample_on_grid(brain.astype(np.uint8), target_affine, model.affine,
+                                    model.brain.shape, head_pose=np.linalg.inv(pose),
+                                    order=0).astype(bool)
+    total_field = brain_field + resample(background_field_ppm(model, pose, brain_on_model))
 
     grid = np.indices(target_shape, dtype=np.float64)
     centre = (np.asarray(target_shape, float) - 1)[:, None, None, None] / 2
@@ -273,16 +281,20 @@ def acquire(
                        chi * (pd > 0), brain, deepgm, local_field, total_field)
 
 
-def background_field_ppm(model: HeadModel, head_pose: np.ndarray) -> np.ndarray:
-    """Field (ppm) of everything outside the brain, on the model's grid, for this pose.
+def background_field_ppm(model: HeadModel, head_pose: np.ndarray,
+                         brain: np.ndarray | None = None) -> np.ndarray:
+    """Field (ppm) of everything outside ``brain``, on the model's grid, for this pose.
 
     Susceptibility is taken relative to air (air 0, tissue -9.41 ppm + its own value),
     so that the zero padding of the FFT is air, as around a real head. The air mask is
     smoothed by a partial-volume blur of 0.6 mm to limit ringing at the 1 mm grid.
+    Inside ``brain`` (default: the model's brain) the susceptibility is that of plain
+    tissue, uniform, so that its field is harmonic there.
     """
+    brain = model.brain if brain is None else brain
     air = ndimage.gaussian_filter(model.air.astype(np.float32), 0.6)
-    chi_relative_to_air = (1.0 - air) * (model.chi_ppm * ~model.brain
-                                         - AIR_MINUS_TISSUE_CHI_PPM)
+    chi_relative_to_air = (1.0 - air) * (model.chi_ppm - AIR_MINUS_TISSUE_CHI_PPM)
+    chi_relative_to_air[brain] = -AIR_MINUS_TISSUE_CHI_PPM
     # B0 is the scanner's z axis; in head coordinates it is rotated by the pose.
     b0_head = np.asarray(head_pose)[:3, :3].T @ np.array([0.0, 0.0, 1.0])
     axes = model.affine[:3, :3] / np.linalg.norm(model.affine[:3, :3], axis=0)

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from qsmflow.algorithms.bgremove import default_vsharp_radii_mm, lbv, vsharp
+from qsmflow.algorithms.bgremove import (
+    default_vsharp_radii_mm,
+    lbv,
+    refine_with_dipole_model,
+    vsharp,
+)
 from qsmflow.algorithms.dipole import forward_field_ppm
 
 
@@ -151,3 +156,67 @@ def test_lbv_peel_erodes_the_mask_by_a_ball():
         lbv(np.zeros(shape), mask, vsz, peel_mm=40.0)
     with pytest.raises(ValueError, match="same 3-D shape"):
         lbv(np.zeros((4, 4)), mask, vsz)
+
+
+def _surface_source_problem():
+    """A ball mask with a source just inside its surface and an air sphere outside."""
+    shape, vsz, b0 = (80, 80, 80), (1.5, 1.5, 1.5), (0.0, 0.26, 0.97)
+    mask = _ball(shape, vsz, (60, 60, 60), 45)
+    # A cortex-like cap: a shell segment 3 mm thick just under the surface, plus a
+    # deep nucleus. The cap's field reaches the interior as a harmonic field.
+    shell = _ball(shape, vsz, (60, 60, 60), 44) & ~_ball(shape, vsz, (60, 60, 60), 41)
+    cap = shell & (np.indices(shape)[2] * vsz[2] > 72)
+    chi = 0.05 * cap + 0.1 * _ball(shape, vsz, (54, 66, 56), 7)
+    chi = (chi - chi[mask].mean()) * mask
+    local_truth = forward_field_ppm(chi, vsz, b0)
+    background = _sphere_field_outside(shape, vsz, (60, 60, 118), 10.0, 9.4, b0)
+    return local_truth + background, local_truth, mask, vsz, b0
+
+
+def test_refinement_recovers_part_of_the_field_of_a_source_at_the_surface():
+    """LBV assumes a zero local field on the surface; the cap's field is not zero there.
+
+    Measured NRMSE on LBV's mask: plain 0.401, refined 0.357. (V-SHARP, radii 12-4 mm,
+    does badly on this toy, 1.21, and the refinement of so poor a first pass makes it
+    worse, 1.41: docs/benchmarks.md.)
+    """
+    field, truth, mask, vsz, b0 = _surface_source_problem()
+
+    def remove(f, m):
+        return lbv(f, m, vsz)
+
+    plain, eroded = remove(field, mask)
+    refined, eroded_refined = refine_with_dipole_model(remove, field, mask, vsz, b0)
+    np.testing.assert_array_equal(eroded, eroded_refined)
+
+    def nrmse(estimate):
+        error = estimate[eroded] - truth[eroded]
+        reference = truth[eroded] - truth[eroded].mean()
+        return np.linalg.norm(error - error.mean()) / np.linalg.norm(reference)
+
+    assert nrmse(refined) < nrmse(plain) - 0.03
+    assert nrmse(refined) < 0.38
+
+
+def test_refinement_of_a_pure_background_stays_near_zero():
+    shape, vsz, b0 = (64, 64, 64), (1.0, 1.0, 1.0), (0.0, 0.0, 1.0)
+    mask = _ball(shape, vsz, (32, 32, 32), 25)
+    background = _sphere_field_outside(shape, vsz, (32, 32, 66), 6.0, 9.4, b0)
+    plain, eroded = lbv(background, mask, vsz)
+    local, _ = refine_with_dipole_model(lambda f, m: lbv(f, m, vsz), background, mask, vsz, b0)
+    # Measured: largest |local| 0.0046 refined, 0.0041 plain (discretisation of a source
+    # 3 mm from the mask), against a background of up to 1.86 ppm.
+    assert np.abs(local[eroded]).max() < 1.25 * np.abs(plain[eroded]).max()
+    assert np.abs(local[eroded]).max() < 3e-3 * np.abs(background[mask]).max()
+
+
+def test_refinement_rejects_bad_arguments():
+    field = np.zeros((8, 8, 8))
+    mask = np.ones((8, 8, 8), bool)
+    with pytest.raises(ValueError, match="regularisation"):
+        refine_with_dipole_model(lambda f, m: (f, m), field, mask, (1, 1, 1), (0, 0, 1), lam=0)
+    with pytest.raises(ValueError, match="no voxel"):
+        refine_with_dipole_model(lambda f, m: (f, np.zeros_like(m)), field, mask, (1, 1, 1),
+                                 (0, 0, 1))
+    with pytest.raises(ValueError, match="same 3-D shape"):
+        refine_with_dipole_model(lambda f, m: (f, m), field, mask[:4], (1, 1, 1), (0, 0, 1))

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from qsmflow.algorithms.echo_combination import wrap_to_pi
-from qsmflow.algorithms.unwrap import laplacian_unwrap, phase_residues, snap_to_wrapped
+from qsmflow.algorithms.unwrap import (
+    laplacian_unwrap,
+    near_pi_differences,
+    phase_residues,
+    reliable_phase_mask,
+    snap_to_wrapped,
+)
 
 
 def _smooth_phase(shape, voxel_size_mm, amplitude_rad):
@@ -63,3 +69,62 @@ def test_masked_unwrap_is_exact_up_to_a_harmonic_term(rng):
         np.roll(mask, -1, 1) & np.roll(mask, 1, 2) & np.roll(mask, -1, 2)
     lap = sum(np.roll(error, s, a) for a in range(3) for s in (1, -1)) - 6 * error
     assert np.abs(lap[interior]).max() < 1e-6
+
+
+def _aliased_slab(shape=(32, 32, 32), step_rad=1.15 * np.pi, layer=20):
+    """Smooth phase, plus a steep layer (next to bone) where the phase rises by > pi per voxel.
+
+    The rise across the layer ``layer -> layer + 1`` along z is ``step_rad``: sampled too
+    coarsely, it wraps to ``step_rad - 2 pi`` -- the wrong sign -- and, being the same
+    everywhere in the layer, it makes no residue (the hard case of real data next to the
+    skull base, reproduced in tests/algorithms/test_phase_pipeline.py).
+    """
+    truth = _smooth_phase(shape, (1, 1, 1), amplitude_rad=6.0)
+    truth[:, :, layer + 1:] += step_rad
+    return truth
+
+
+def test_an_aliased_layer_makes_no_residue_but_is_near_pi():
+    truth = _aliased_slab()
+    wrapped = wrap_to_pi(truth)
+    mask = np.ones(truth.shape, bool)
+    assert not phase_residues(wrapped).any()
+    near_pi = near_pi_differences(wrapped, mask)
+    expected = np.zeros(truth.shape, bool)
+    expected[:, :, 20:22] = True  # both voxels of every aliased pair
+    steep_elsewhere = near_pi & ~expected
+    np.testing.assert_array_equal(near_pi & expected, expected)
+    # Elsewhere the smooth phase changes by < 0.8 pi per voxel: nothing flagged.
+    assert not steep_elsewhere.any()
+    # Unwrapped over the whole volume, the layer is a 2 pi error that reliable masking avoids.
+    whole = laplacian_unwrap(wrapped, (1, 1, 1)) - truth
+    assert np.abs(np.diff(whole, axis=2)).max() > np.pi
+
+
+def test_reliable_mask_keeps_the_aliased_layer_out():
+    truth = _aliased_slab()
+    wrapped = wrap_to_pi(truth)
+    mask = np.zeros(truth.shape, bool)
+    mask[2:30, 2:30, 2:30] = True
+    reliable, n_excluded = reliable_phase_mask(wrapped, mask)
+    assert n_excluded == 2 * 28 * 28  # the two aliased voxel layers inside the mask
+    assert not reliable[:, :, 20:22].any()
+    # What is left is the larger side of the layer (z = 2-19, opened: its edges round off).
+    assert not reliable[:, :, 22:].any()
+    assert reliable.sum() > 0.9 * 28 * 28 * 18
+    # Unwrapped inside it, the error is smooth (a harmonic term, as masked least squares
+    # gives): no neighbour step near 2 pi. Measured largest step 0.22 rad.
+    error = laplacian_unwrap(wrapped, (1, 1, 1), mask=reliable) - truth
+    for axis in range(3):
+        pairs = np.take(reliable, range(31), axis) & np.take(reliable, range(1, 32), axis)
+        assert np.abs(np.diff(error, axis=axis))[pairs].max() < 0.5
+
+
+def test_near_pi_ignores_pairs_that_leave_the_mask():
+    wrapped = np.zeros((8, 8, 8))
+    wrapped[:, :, 4:] = 0.95 * np.pi  # a near-pi step between z = 3 and 4
+    mask = np.zeros(wrapped.shape, bool)
+    mask[:, :, :4] = True  # the step is on the mask's edge: not an in-mask pair
+    assert not near_pi_differences(wrapped, mask).any()
+    mask[:, :, 4] = True
+    assert near_pi_differences(wrapped, mask)[:, :, 3:5].all()
