@@ -25,16 +25,23 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qsmflow.algorithms.bgremove import default_vsharp_radii_mm, lbv, vsharp  # noqa: E402
-from qsmflow.algorithms.dipole import voxel_size_from_affine  # noqa: E402
+from qsmflow.algorithms.bgremove import (  # noqa: E402
+    default_vsharp_radii_mm,
+    lbv,
+    refine_with_dipole_model,
+    vsharp,
+)
+from qsmflow.algorithms.dipole import (  # noqa: E402
+    b0_direction_from_affine,
+    voxel_size_from_affine,
+)
 from qsmflow.algorithms.echo_combination import fit_echo_phase  # noqa: E402
-from qsmflow.algorithms.masking import brain_mask, largest_component  # noqa: E402
-from qsmflow.algorithms.unwrap import laplacian_unwrap, phase_residues  # noqa: E402
+from qsmflow.algorithms.masking import brain_mask  # noqa: E402
+from qsmflow.algorithms.unwrap import laplacian_unwrap, reliable_phase_mask  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "romeo_small" / "bids" / "sub-romeo" / "anat"
 MIN_MASK_FRACTION = 0.9  # the crop lies inside the brain: the mask must keep nearly all of it
@@ -84,12 +91,12 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     fit = fit_echo_phase(magnitude, phase, te_s, mask)
-    residues = phase_residues(fit.wrapped_phase_rad) & mask
-    reliable = largest_component(ndimage.binary_opening(mask & ~residues))
+    reliable, n_excluded = reliable_phase_mask(fit.wrapped_phase_rad, mask)
     unwrapped = laplacian_unwrap(fit.wrapped_phase_rad, vsz, mask=reliable)
     dte = fit.reference_dte_s
     print(f"echo fit + unwrap: {time.perf_counter() - t0:.2f} s; reference dTE {dte * 1e3:.1f} ms;"
-          f" residue voxels {residues.sum()} ({residues.sum() / mask.sum():.2%} of the mask);"
+          f" unreliable voxels (residues, near-pi differences) {n_excluded}"
+          f" ({n_excluded / mask.sum():.2%} of the mask);"
           f" reliable mask {reliable.sum() / mask.sum():.1%} of the mask")
     noise = fit.noise_std_hz[mask]
     print(f"frequency noise (Cramer-Rao): median {np.median(noise):.2f} Hz, "
@@ -124,8 +131,11 @@ def main(argv=None) -> int:
 
     field_hz = unwrapped / (2 * np.pi * dte)
     field_hz = (field_hz - np.median(field_hz[reliable])) * mask
+    b0 = b0_direction_from_affine(affine)
     for name, run in [("V-SHARP", lambda: vsharp(field_hz, reliable, vsz)),
-                      ("LBV", lambda: lbv(field_hz, reliable, vsz))]:
+                      ("LBV", lambda: lbv(field_hz, reliable, vsz)),
+                      ("LBV + refinement (default)", lambda: refine_with_dipole_model(
+                          lambda f, m: lbv(f, m, vsz), field_hz, reliable, vsz, b0))]:
         t0 = time.perf_counter()
         local, eroded = run()
         print(f"{name}: {time.perf_counter() - t0:.2f} s, keeps {eroded.sum() / mask.sum():.1%} "

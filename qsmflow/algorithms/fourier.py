@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from scipy import fft as sp_fft
 
-FFT_WORKERS = -1  # scipy.fft: use all threads that the process is allowed
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity (taskset, SLURM/PBS cpusets), not the node's.
+
+    scipy's ``workers=-1`` means ``os.cpu_count()``, every core of the node, which
+    oversubscribes a job given a few of them.
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_fft_workers = available_cpus()
+
+
+def fft_workers() -> int:
+    """Threads the FFTs of qsmflow use now (default: :func:`available_cpus`)."""
+    return _fft_workers
+
+
+@contextmanager
+def fft_threads(n_threads: int) -> Iterator[None]:
+    """Run qsmflow's FFTs with ``n_threads`` threads inside the block (a node's ``n_procs``)."""
+    global _fft_workers
+    if int(n_threads) < 1:
+        raise ValueError(f"the number of FFT threads must be >= 1, got {n_threads}")
+    previous, _fft_workers = _fft_workers, int(n_threads)
+    try:
+        yield
+    finally:
+        _fft_workers = previous
 
 
 def fast_padded_shape(shape, pad_vox) -> tuple[int, ...]:
@@ -65,12 +100,12 @@ def kspace_grid(shape, voxel_size_mm, *, real: bool = True) -> tuple[np.ndarray,
 
 def rfftn(x: np.ndarray, shape=None) -> np.ndarray:
     """Real-to-complex FFT over all axes, threaded; float32 input gives complex64."""
-    return sp_fft.rfftn(x, s=shape, workers=FFT_WORKERS)
+    return sp_fft.rfftn(x, s=shape, workers=_fft_workers)
 
 
 def irfftn(x: np.ndarray, shape) -> np.ndarray:
     """Inverse of :func:`rfftn`; complex64 input gives float32."""
-    return sp_fft.irfftn(x, s=shape, workers=FFT_WORKERS)
+    return sp_fft.irfftn(x, s=shape, workers=_fft_workers)
 
 
 def ball_offsets(voxel_size_mm, radius_mm: float) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import ndimage
 
-from .fourier import FFT_WORKERS
+from .fourier import fft_workers
 from .masking import largest_component
 
 TWO_PI = 2.0 * np.pi
@@ -186,14 +186,16 @@ def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm, mask=None) -> np.ndar
     """
     phase_rad = np.asarray(phase_rad, dtype=np.float64)
     source = wrapped_laplacian(phase_rad, voxel_size_mm, mask)
-    spectrum = sp_fft.dctn(source, type=2, norm="ortho", workers=FFT_WORKERS, overwrite_x=True)
+    spectrum = sp_fft.dctn(source, type=2, norm="ortho", workers=fft_workers(),
+                           overwrite_x=True)
     del source
     eigenvalues = _neumann_laplacian_eigenvalues(phase_rad.shape, voxel_size_mm)
     eigenvalues.flat[0] = 1.0
     spectrum /= eigenvalues
     del eigenvalues
     spectrum.flat[0] = 0.0  # the constant is free
-    return sp_fft.idctn(spectrum, type=2, norm="ortho", workers=FFT_WORKERS, overwrite_x=True)
+    return sp_fft.idctn(spectrum, type=2, norm="ortho", workers=fft_workers(),
+                        overwrite_x=True)
 
 
 def snap_to_wrapped(estimate_rad: np.ndarray, wrapped_rad: np.ndarray, mask=None) -> np.ndarray:

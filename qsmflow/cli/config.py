@@ -39,8 +39,9 @@ class Config:
     brain_mask_dir: Path | None = None
     vsharp_radii_mm: tuple[float, ...] = ()
     vsharp_threshold: float = 0.05
-    bgremove: str = "vsharp"
+    bgremove: str = "lbv"
     lbv_peel_mm: float = 0.0
+    bgremove_refine: bool = True
     roi_labels_dir: Path | None = None
     atlas: Path | None = None
     atlas_labels: Path | None = None
@@ -193,7 +194,7 @@ def build_config(args) -> Config:
         brain_mask_dir=Path(args.brain_mask_dir).resolve() if args.brain_mask_dir else None,
         vsharp_radii_mm=tuple(args.vsharp_radii_mm or ()),
         vsharp_threshold=args.vsharp_threshold, bgremove=args.bgremove,
-        lbv_peel_mm=args.lbv_peel_mm,
+        lbv_peel_mm=args.lbv_peel_mm, bgremove_refine=args.bgremove_refine,
         roi_labels_dir=Path(args.roi_labels_dir).resolve() if args.roi_labels_dir else None,
         atlas=Path(args.atlas).resolve() if args.atlas else None,
         atlas_labels=Path(args.atlas_labels).resolve() if args.atlas_labels else None,

@@ -64,9 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="erosion of the brain mask in mm (default: 1.0)")
     qsm.add_argument("--brain-mask-dir", help="derivatives folder with your own "
                      "sub-*/[ses-*/]anat/*_desc-brain_mask.nii.gz, used instead of ours")
-    qsm.add_argument("--bgremove", choices=["vsharp", "lbv"], default="vsharp",
-                     help="background field removal (default: vsharp; lbv keeps more of the "
-                     "brain, see docs/benchmarks.md)")
+    qsm.add_argument("--bgremove", choices=["lbv", "vsharp"], default="lbv",
+                     help="background field removal (default: lbv, which keeps more of the "
+                     "brain at a lower error; see docs/benchmarks.md)")
+    qsm.add_argument("--bgremove-refine", action=argparse.BooleanOptionalAction, default=True,
+                     help="correct the background removal with the field of a first "
+                     "susceptibility estimate (default: on; --no-bgremove-refine for the "
+                     "plain method, see docs/benchmarks.md)")
     qsm.add_argument("--lbv-peel-mm", type=float, default=0.0,
                      help="LBV: mm of unreliable boundary peeled off first (default: 0)")
     qsm.add_argument("--vsharp-radii-mm", type=float, nargs="+", help="V-SHARP kernel radii "

@@ -13,9 +13,10 @@ STAGES = {
     "mask": ("brain mask", lambda o: f"{o.volume_ml:.0f} ml"),
     "combine": ("echo fit", lambda o: (f"{o.n_echoes} echoes combined, " if o.n_echoes else
                                        "") + f"reference dTE {o.reference_dte_s * 1e3:.2f} ms"),
-    "unwrap": ("unwrapping", lambda o: f"{o.n_residue_voxels} residue voxels excluded"),
-    "vsharp": ("background removal", lambda o: (
-        f"V-SHARP radii {max(o.radii_mm):g}-{min(o.radii_mm):g} mm" if o.radii_mm else "LBV")),
+    "unwrap": ("unwrapping", lambda o: f"{o.n_excluded_voxels} unreliable phase voxels excluded"),
+    "bgremove": ("background removal", lambda o: (
+        f"V-SHARP radii {max(o.radii_mm):g}-{min(o.radii_mm):g} mm" if o.radii_mm else "LBV")
+        + (", dipole-model refinement" if o.refined else "")),
     "invert": ("dipole inversion", lambda o: f"{o.method}, " + (
         f"{o.iterations} iterations" if o.iterations else "closed form")),
     "register_atlas": ("atlas registration", lambda o: f"similarity {o.similarity:.2f}"),

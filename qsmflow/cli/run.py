@@ -137,6 +137,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                 vsharp_radii_mm=list(config.vsharp_radii_mm) or None,
                 vsharp_threshold=config.vsharp_threshold, inversion=config.inversion,
                 bgremove=config.bgremove, lbv_peel_mm=config.lbv_peel_mm,
+                bgremove_refine=config.bgremove_refine,
                 nsidl_weights=str(config.weights) if config.weights else None,
                 device=config.device, omp_nthreads=config.omp_nthreads))
         for run in runs:

@@ -1,4 +1,4 @@
-"""Interfaces for the GRE processing stages: preparation, mask, echo fit, unwrap, V-SHARP."""
+"""Interfaces for the GRE processing stages: preparation, mask, echo fit, unwrap, background."""
 
 from __future__ import annotations
 
@@ -11,13 +11,18 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
-from scipy import ndimage
 
-from qsmflow.algorithms.bgremove import default_vsharp_radii_mm, lbv, vsharp
-from qsmflow.algorithms.dipole import voxel_size_from_affine
+from qsmflow.algorithms.bgremove import (
+    default_vsharp_radii_mm,
+    lbv,
+    refine_with_dipole_model,
+    vsharp,
+)
+from qsmflow.algorithms.dipole import b0_direction_from_affine, voxel_size_from_affine
 from qsmflow.algorithms.echo_combination import data_weight_from_noise, fit_echo_phase
-from qsmflow.algorithms.masking import brain_mask, largest_component
-from qsmflow.algorithms.unwrap import laplacian_unwrap, phase_residues
+from qsmflow.algorithms.fourier import fft_threads
+from qsmflow.algorithms.masking import brain_mask
+from qsmflow.algorithms.unwrap import laplacian_unwrap, reliable_phase_mask
 from qsmflow.bids.errors import QSMInputError
 from qsmflow.bids.phase_units import phase_to_radians
 
@@ -43,7 +48,8 @@ class PrepareGRE(SimpleInterface):
     def _run_interface(self, runtime):
         mags, phases = [], []
         affine = None
-        for mag_file, phase_file in zip(self.inputs.magnitude_files, self.inputs.phase_files):
+        for mag_file, phase_file in zip(self.inputs.magnitude_files, self.inputs.phase_files,
+                                              strict=True):
             magnitude, affine = load_data(mag_file)
             phase_img = load_image(phase_file)
             is_int = np.issubdtype(phase_img.get_data_dtype(), np.integer)
@@ -150,19 +156,21 @@ class _UnwrapInputSpec(BaseInterfaceInputSpec):
     wrapped_phase_rad = File(exists=True, mandatory=True)
     reference_dte_s = traits.Float(mandatory=True)
     mask = File(exists=True, mandatory=True)
+    n_threads = traits.Int(1, usedefault=True, desc="FFT threads (the node's n_procs)")
 
 
 class _UnwrapOutputSpec(TraitedSpec):
     total_field_hz = File(exists=True)
-    reliable_mask = File(exists=True, desc="mask without phase residues and their surround")
-    n_residue_voxels = traits.Int()
+    reliable_mask = File(exists=True, desc="mask without unreliable phase voxels")
+    n_excluded_voxels = traits.Int(desc="voxels at phase residues or near-pi differences")
 
 
 class UnwrapPhase(SimpleInterface):
     """Laplacian unwrapping inside the mask; the phase becomes a field map in Hz.
 
-    Voxels at phase residues (aliasing next to air, noise in dark vessels) are taken out
-    of the mask handed on to background removal, so that they cannot leak into it.
+    Voxels at phase residues or near-pi neighbour differences (aliasing next to air and
+    bone, noise in dark vessels) are taken out of the mask handed on to background
+    removal, so that they cannot leak into it (``reliable_phase_mask``).
     """
 
     input_spec = _UnwrapInputSpec
@@ -172,9 +180,9 @@ class UnwrapPhase(SimpleInterface):
         wrapped, affine = load_data(self.inputs.wrapped_phase_rad)
         mask = load_data(self.inputs.mask)[0] > 0.5
         voxel_size = voxel_size_from_affine(affine)
-        residues = phase_residues(wrapped) & mask
-        reliable = largest_component(ndimage.binary_opening(mask & ~residues))
-        unwrapped = laplacian_unwrap(wrapped, voxel_size, mask=reliable)
+        reliable, n_excluded = reliable_phase_mask(wrapped, mask)
+        with fft_threads(self.inputs.n_threads):
+            unwrapped = laplacian_unwrap(wrapped, voxel_size, mask=reliable)
         field_hz = unwrapped / (2 * np.pi * self.inputs.reference_dte_s)
         field_hz = (field_hz - np.median(field_hz[reliable])) * mask
         self._results["total_field_hz"] = save_like(field_hz, affine,
@@ -182,30 +190,38 @@ class UnwrapPhase(SimpleInterface):
         self._results["reliable_mask"] = save_like(reliable, affine,
                                                    output_path("reliable_mask.nii.gz"),
                                                    dtype=np.uint8)
-        self._results["n_residue_voxels"] = int(residues.sum())
+        self._results["n_excluded_voxels"] = n_excluded
         return runtime
 
 
-class _VSharpInputSpec(BaseInterfaceInputSpec):
+class _RemoveBackgroundInputSpec(BaseInterfaceInputSpec):
     total_field_hz = File(exists=True, mandatory=True)
     mask = File(exists=True, mandatory=True)
     radii_mm = traits.List(traits.Float, desc="kernel radii (default: QSM.jl's rule)")
     threshold = traits.Float(0.05, usedefault=True)
-    method = traits.Enum("vsharp", "lbv", usedefault=True, desc="background removal method")
+    method = traits.Enum("lbv", "vsharp", usedefault=True, desc="background removal method")
     lbv_peel_mm = traits.Float(0.0, usedefault=True, desc="LBV: layers peeled off first")
+    refine = traits.Bool(True, usedefault=True,
+                         desc="correct with the field of a first susceptibility estimate")
+    n_threads = traits.Int(1, usedefault=True, desc="FFT threads (the node's n_procs)")
 
 
-class _VSharpOutputSpec(TraitedSpec):
+class _RemoveBackgroundOutputSpec(TraitedSpec):
     local_field_hz = File(exists=True)
     eroded_mask = File(exists=True)
     radii_mm = traits.List(traits.Float)
+    refined = traits.Bool(desc="whether the dipole-model refinement ran")
 
 
-class VSharp(SimpleInterface):
-    """Background field removal: V-SHARP (default) or LBV (``method="lbv"``)."""
+class RemoveBackground(SimpleInterface):
+    """Background field removal: LBV (default) or V-SHARP (``method="vsharp"``).
 
-    input_spec = _VSharpInputSpec
-    output_spec = _VSharpOutputSpec
+    With ``refine`` (default) it runs as ``refine_with_dipole_model``: a second pass on
+    what the field of a first susceptibility estimate does not explain.
+    """
+
+    input_spec = _RemoveBackgroundInputSpec
+    output_spec = _RemoveBackgroundOutputSpec
 
     def _run_interface(self, runtime):
         field_hz, affine = load_data(self.inputs.total_field_hz)
@@ -213,16 +229,27 @@ class VSharp(SimpleInterface):
         voxel_size = voxel_size_from_affine(affine)
         if self.inputs.method == "lbv":
             radii = []
-            local, eroded = lbv(field_hz, mask, voxel_size, peel_mm=self.inputs.lbv_peel_mm)
+
+            def remove(field, region):
+                return lbv(field, region, voxel_size, peel_mm=self.inputs.lbv_peel_mm)
         else:
             radii = (list(self.inputs.radii_mm) if isdefined(self.inputs.radii_mm) and
                      self.inputs.radii_mm else default_vsharp_radii_mm(voxel_size).tolist())
-            local, eroded = vsharp(field_hz, mask, voxel_size, radii_mm=radii,
-                                   threshold=self.inputs.threshold)
+
+            def remove(field, region):
+                return vsharp(field, region, voxel_size, radii_mm=radii,
+                              threshold=self.inputs.threshold)
+        with fft_threads(self.inputs.n_threads):
+            if self.inputs.refine:
+                local, eroded = refine_with_dipole_model(
+                    remove, field_hz, mask, voxel_size, b0_direction_from_affine(affine))
+            else:
+                local, eroded = remove(field_hz, mask)
         self._results["local_field_hz"] = save_like(local, affine,
                                                     output_path("local_field_hz.nii.gz"))
         self._results["eroded_mask"] = save_like(eroded, affine,
                                                  output_path("eroded_mask.nii.gz"),
                                                  dtype=np.uint8)
         self._results["radii_mm"] = [float(r) for r in radii]
+        self._results["refined"] = bool(self.inputs.refine)
         return runtime

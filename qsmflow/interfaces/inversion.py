@@ -13,6 +13,7 @@ from nipype.interfaces.base import (
 )
 
 from qsmflow.algorithms.dipole import b0_direction_from_affine, voxel_size_from_affine
+from qsmflow.algorithms.fourier import fft_threads
 from qsmflow.constants import hz_per_ppm
 from qsmflow.dl.invert import INVERSION_METHODS, invert_local_field
 
@@ -57,11 +58,12 @@ class DipoleInversion(SimpleInterface):
         b0_dir = b0_direction_from_affine(affine)
         te_eff = float(np.mean(self.inputs.echo_times_s))
         field_ppm = field_hz / hz_per_ppm(self.inputs.b0_t)
-        result = invert_local_field(
-            field_ppm, mask, voxel_size_from_affine(affine), b0_dir,
-            method=self.inputs.method, b0_t=self.inputs.b0_t, te_s=te_eff, weight=weight,
-            weights_path=self.inputs.weights_path if isdefined(self.inputs.weights_path)
-            else None, device=self.inputs.device, n_threads=self.inputs.n_threads)
+        with fft_threads(self.inputs.n_threads):
+            result = invert_local_field(
+                field_ppm, mask, voxel_size_from_affine(affine), b0_dir,
+                method=self.inputs.method, b0_t=self.inputs.b0_t, te_s=te_eff, weight=weight,
+                weights_path=self.inputs.weights_path if isdefined(self.inputs.weights_path)
+                else None, device=self.inputs.device, n_threads=self.inputs.n_threads)
         self._results["chi_ppm"] = save_like(result.chi_ppm, affine, output_path("chi_ppm.nii.gz"))
         self._results["local_field_ppm"] = save_like(field_ppm * mask, affine,
                                                      output_path("local_field_ppm.nii.gz"))

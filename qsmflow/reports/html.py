@@ -36,6 +36,7 @@ from qsmflow.bids.naming import derivative_path
 
 from .figures import mosaic_figure
 from .methods import (
+    BGREMOVE_DESCRIPTIONS,
     METHOD_DESCRIPTIONS,
     cited_references,
     nsidl_weights_methods,
@@ -242,8 +243,14 @@ def _parameters(sidecar: dict, config: Mapping, details: Mapping[str, str],
                         else "Otsu threshold")
                      + f", erosion {config.get('mask_erode_mm', 1.0):g} mm"
                      + (f"; {details['brain mask']}" if details.get("brain mask") else "")))
-    rows.append(("V-SHARP radii", _vsharp_radii_text(config, details, voxel_size)))
-    rows.append(("V-SHARP TSVD threshold", f"{config.get('vsharp_threshold', 0.05):g}"))
+    refine = config.get("bgremove_refine", True)
+    rows.append(("background removal", BGREMOVE_DESCRIPTIONS[config.get("bgremove", "lbv")]
+                 + (" with dipole-model refinement" if refine else " (no refinement)")))
+    if config.get("bgremove", "lbv") == "lbv":
+        rows.append(("LBV peel", f"{config.get('lbv_peel_mm', 0.0):g} mm"))
+    else:
+        rows.append(("V-SHARP radii", _vsharp_radii_text(config, details, voxel_size)))
+        rows.append(("V-SHARP TSVD threshold", f"{config.get('vsharp_threshold', 0.05):g}"))
     if roi_table is not None and len(roi_table):
         first = roi_table.iloc[0]
         rows.append(("ROI atlas", first.get("atlas", "")))
@@ -427,7 +434,9 @@ def _run_section(out_dir: Path, info: RunInfo, *, config: Mapping, timings: Mapp
     method = sidecar.get("DipoleInversionMethod") or config.get("inversion")
     if te and sidecar.get("MagneticFieldStrength") and method in METHOD_DESCRIPTIONS:
         text = qsm_methods(te if isinstance(te, list) else [te],
-                           sidecar["MagneticFieldStrength"], method)
+                           sidecar["MagneticFieldStrength"], method,
+                           bgremove=config.get("bgremove", "lbv"),
+                           bgremove_refine=config.get("bgremove_refine", True))
         if sidecar.get("NSIDLWeightsSha256"):
             text += nsidl_weights_methods(sidecar["NSIDLWeightsSha256"])
         if roi_table is not None and len(roi_table):

@@ -28,6 +28,14 @@ REFERENCES = {
                      "2011;54:2789-2807.",
     "Wu 2012": "Wu B, Li W, Guidon A, Liu C. Whole brain susceptibility mapping using "
                "compressed sensing. Magn Reson Med 2012;67:137-147.",
+    "Zhou 2014": "Zhou D, Liu T, Spincemaille P, Wang Y. Background field removal by solving "
+                 "the Laplacian boundary value problem. NMR Biomed 2014;27:312-319.",
+    "Liu 2018": "Liu Z, Kee Y, Zhou D, Wang Y, Spincemaille P. Preconditioned total field "
+                "inversion (TFI) method for quantitative susceptibility mapping. Magn Reson "
+                "Med 2018;79:2795-2803.",
+    "Wen 2014": "Wen Y, Zhou D, Liu T, Spincemaille P, Wang Y. An iterative spherical mean "
+                "value method for background field removal in MRI. Magn Reson Med "
+                "2014;72:1065-1071.",
     "Shmueli 2009": "Shmueli K, de Zwart JA, van Gelderen P, Li TQ, Dodd SJ, Duyn JH. "
                     "Magnetic susceptibility mapping of brain tissue in vivo using MRI phase "
                     "data. Magn Reson Med 2009;62:1510-1522.",
@@ -65,10 +73,19 @@ METHOD_DESCRIPTIONS = {
     "ndi": "nonlinear dipole inversion with early stopping [Polak 2020]",
 }
 
+BGREMOVE_DESCRIPTIONS = {
+    "vsharp": "V-SHARP [Schweser 2011; Wu 2012]",
+    "lbv": "the Laplacian boundary value method (LBV) [Zhou 2014]",
+}
+REFINEMENT_DESCRIPTION = (
+    ", corrected by a second pass on what the field of a first susceptibility estimate "
+    "(closed-form L2 inversion of the first pass) does not explain [Liu 2018; Wen 2014]")
+
 _CITATION = re.compile(r"\[([^\[\]]+)\]")
 
 
-def qsm_methods(echo_times_s, b0_t: float, inversion: str) -> str:
+def qsm_methods(echo_times_s, b0_t: float, inversion: str, *, bgremove: str = "lbv",
+                bgremove_refine: bool = True) -> str:
     """The methods paragraph of the QSM chain of one run (``init_qsm_wf``'s ``__desc__``)."""
     echo_times_s = list(echo_times_s)
     return (
@@ -78,8 +95,9 @@ def qsm_methods(echo_times_s, b0_t: float, inversion: str) -> str:
         "and phase offset over echoes [Liu 2013], which removes the echo-independent phase "
         "offset. The map was unwrapped with the least-squares Laplacian method "
         "[Ghiglia & Romero 1994; Schofield & Zhu 2003] inside the brain mask, from which "
-        "phase residues were excluded. The background field was removed with V-SHARP "
-        "[Schweser 2011; Wu 2012] and the susceptibility computed with "
+        "phase residues were excluded. The background field was removed with "
+        f"{BGREMOVE_DESCRIPTIONS[bgremove]}{REFINEMENT_DESCRIPTION if bgremove_refine else ''}"
+        " and the susceptibility computed with "
         f"{METHOD_DESCRIPTIONS[inversion]}, using the B0 direction taken from the image "
         "orientation. "
     )

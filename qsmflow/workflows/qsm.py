@@ -1,14 +1,19 @@
-"""The QSM chain of one GRE run: mask, echo fit, unwrapping, V-SHARP, dipole inversion."""
+"""The QSM chain of one GRE run: mask, echo fit, unwrapping, background removal, inversion."""
 
 from __future__ import annotations
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from qsmflow.interfaces.gre import BrainMask, CombineEchoes, PrepareGRE, UnwrapPhase, VSharp
+from qsmflow.interfaces.gre import (
+    BrainMask,
+    CombineEchoes,
+    PrepareGRE,
+    RemoveBackground,
+    UnwrapPhase,
+)
 from qsmflow.interfaces.inversion import DipoleInversion
 from qsmflow.reports.methods import qsm_methods
-
 
 # Peak memory of the inversion on a 1 mm whole head (224 x 256 x 176), measured with
 # workflows/measure_node_resources.py (docs/hpc.md); MultiProc and the cluster plugins
@@ -26,8 +31,9 @@ def init_qsm_wf(
     mask_erode_mm: float = 1.0,
     vsharp_radii_mm: list[float] | None = None,
     vsharp_threshold: float = 0.05,
-    bgremove: str = "vsharp",
+    bgremove: str = "lbv",
     lbv_peel_mm: float = 0.0,
+    bgremove_refine: bool = True,
     inversion: str = "nsidl",
     nsidl_weights: str | None = None,
     device: str = "cpu",
@@ -46,7 +52,7 @@ def init_qsm_wf(
     magnitude
         4-D magnitude (for reports and registration).
     brain_mask, reliable_mask, eroded_mask
-        Brain mask; minus phase residues; after V-SHARP's erosion.
+        Brain mask; minus unreliable phase voxels; after background removal's erosion.
     total_field_hz, local_field_hz
         Field maps in Hz.
     chi_ppm
@@ -58,7 +64,8 @@ def init_qsm_wf(
     """
     workflow = pe.Workflow(name=name)
     # The same text is the methods paragraph of the participant report.
-    workflow.__desc__ = qsm_methods(echo_times_s, b0_t, inversion)
+    workflow.__desc__ = qsm_methods(echo_times_s, b0_t, inversion, bgremove=bgremove,
+                                    bgremove_refine=bgremove_refine)
     inputnode = pe.Node(niu.IdentityInterface(fields=["magnitude_files", "phase_files"]),
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
@@ -73,11 +80,14 @@ def init_qsm_wf(
         mask.inputs.threshold = mask_threshold
     combine = pe.Node(CombineEchoes(echo_times_s=list(echo_times_s)), name="combine",
                       mem_gb=STAGE_MEM_GB)
-    unwrap = pe.Node(UnwrapPhase(), name="unwrap", mem_gb=STAGE_MEM_GB)
-    vsharp = pe.Node(VSharp(threshold=vsharp_threshold, method=bgremove,
-                            lbv_peel_mm=lbv_peel_mm), name="vsharp", mem_gb=STAGE_MEM_GB)
+    unwrap = pe.Node(UnwrapPhase(n_threads=omp_nthreads), name="unwrap", n_procs=omp_nthreads,
+                     mem_gb=STAGE_MEM_GB)
+    bgremove_node = pe.Node(RemoveBackground(threshold=vsharp_threshold, method=bgremove,
+                                             lbv_peel_mm=lbv_peel_mm, refine=bgremove_refine,
+                                             n_threads=omp_nthreads),
+                            name="bgremove", n_procs=omp_nthreads, mem_gb=STAGE_MEM_GB)
     if vsharp_radii_mm:
-        vsharp.inputs.radii_mm = list(vsharp_radii_mm)
+        bgremove_node.inputs.radii_mm = list(vsharp_radii_mm)
     invert = pe.Node(DipoleInversion(b0_t=b0_t, echo_times_s=list(echo_times_s),
                                      method=inversion, device=device, n_threads=omp_nthreads),
                      name="invert", n_procs=omp_nthreads,
@@ -98,8 +108,10 @@ def init_qsm_wf(
         (combine, unwrap, [("wrapped_phase_rad", "wrapped_phase_rad"),
                            ("reference_dte_s", "reference_dte_s")]),
         (mask, unwrap, [("mask", "mask")]),
-        (unwrap, vsharp, [("total_field_hz", "total_field_hz"), ("reliable_mask", "mask")]),
-        (vsharp, invert, [("local_field_hz", "local_field_hz"), ("eroded_mask", "mask")]),
+        (unwrap, bgremove_node, [("total_field_hz", "total_field_hz"),
+                                 ("reliable_mask", "mask")]),
+        (bgremove_node, invert, [("local_field_hz", "local_field_hz"),
+                                 ("eroded_mask", "mask")]),
         (combine, invert, [("weight", "weight")]),
         (invert, metadata, [("method", "method"), ("weights_sha256", "weights_sha256"),
                             ("b0_direction", "b0_direction"),
@@ -108,8 +120,8 @@ def init_qsm_wf(
         (mask, outputnode, [("mask", "brain_mask")]),
         (unwrap, outputnode, [("total_field_hz", "total_field_hz"),
                               ("reliable_mask", "reliable_mask")]),
-        (vsharp, outputnode, [("local_field_hz", "local_field_hz"),
-                              ("eroded_mask", "eroded_mask")]),
+        (bgremove_node, outputnode, [("local_field_hz", "local_field_hz"),
+                                     ("eroded_mask", "eroded_mask")]),
         (invert, outputnode, [("chi_ppm", "chi_ppm")]),
         (combine, outputnode, [("weight", "weight")]),
         (metadata, outputnode, [("metadata", "inversion_metadata")]),

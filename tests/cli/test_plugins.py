@@ -117,7 +117,12 @@ def test_slurm_jobs_ask_for_the_threads_a_node_uses(bids, tmp_path, monkeypatch)
     args = plugin_arguments(config, workflow, callback)
     assert args == {"sbatch_args": "-p short --mem=6G", "status_callback": callback}
     assert _invert(workflow).plugin_args == {"sbatch_args": "--cpus-per-task=4"}
-    assert workflow.get_node("sub_01_wf.qsm_wf.vsharp").plugin_args == {}
+    # Unwrapping and background removal run their FFTs on the node's threads too.
+    for name in ("unwrap", "bgremove"):
+        node = workflow.get_node(f"sub_01_wf.qsm_wf.{name}")
+        assert node.plugin_args == {"sbatch_args": "--cpus-per-task=4"}
+        assert node.inputs.n_threads == 4
+    assert workflow.get_node("sub_01_wf.qsm_wf.combine").plugin_args == {}
     assert os.environ["LOGNAME"]
 
 

@@ -33,7 +33,7 @@ def test_resume_after_sigkill_during_inversion(coarse, tmp_path):
 
     work = tmp_path / "work"
     command = qsmflow_command(bids, tmp_path / "out", *options, work=work)
-    invert, vsharp = work / NODE_DIR / "invert", work / NODE_DIR / "vsharp"
+    invert, bgremove = work / NODE_DIR / "invert", work / NODE_DIR / "bgremove"
     killed = start_qsmflow(command, tmp_path / "killed")
     # Nipype writes the node's inputs just before it runs the interface.
     wait_for((invert / "_inputs.pklz").is_file, killed, timeout_s=300,
@@ -42,13 +42,13 @@ def test_resume_after_sigkill_during_inversion(coarse, tmp_path):
     assert killed.wait(timeout=30) == -signal.SIGKILL
     assert not (invert / "result_invert.pklz").exists(), "the inversion had already finished"
     assert not (tmp_path / "out" / "sub-01").exists()  # nothing half written
-    vsharp_result = vsharp / "result_vsharp.pklz"
-    vsharp_mtime = vsharp_result.stat().st_mtime_ns
+    bgremove_result = bgremove / "result_bgremove.pklz"
+    bgremove_mtime = bgremove_result.stat().st_mtime_ns
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == EXIT_OK, resumed.stdout + resumed.stderr
     assert "Traceback" not in resumed.stdout + resumed.stderr
-    assert vsharp_result.stat().st_mtime_ns == vsharp_mtime  # reused, not recomputed
+    assert bgremove_result.stat().st_mtime_ns == bgremove_mtime  # reused, not recomputed
     assert (invert / "result_invert.pklz").is_file()
     assert "sub-01: dipole inversion" in resumed.stdout
     assert assert_same_derivatives(tmp_path / "reference", tmp_path / "out", "01") == 13

@@ -87,6 +87,7 @@ def _make_dataset(root: Path, rng) -> tuple[Path, dict]:
         "dependencies": {"numpy": "2.0", "nipype": "1.11"},
         "config": {"bids_dir": str(bids), "output_dir": str(out), "inversion": "nsidl",
                    "mask_erode_mm": 1.0, "vsharp_radii_mm": [], "vsharp_threshold": 0.05,
+                   "bgremove": "vsharp", "bgremove_refine": True,
                    "chi_reference": "whole_brain"},
     }
     (out / record_name).parent.mkdir(parents=True)
@@ -181,14 +182,16 @@ def test_failed_run_says_why(report):
 def test_methods_reuse_the_workflow_description_and_cite_everything(report):
     from qsmflow.workflows.qsm import init_qsm_wf
 
-    description = init_qsm_wf(echo_times_s=ECHO_TIMES_S, b0_t=B0_T, inversion="nsidl").__desc__
+    description = init_qsm_wf(echo_times_s=ECHO_TIMES_S, b0_t=B0_T, inversion="nsidl",
+                              bgremove="vsharp").__desc__
     text = report["html"]
     methods = text[text.index('id="methods"'):text.index('id="provenance"')]
     assert description.strip().split(" [")[0] in methods
-    assert qsm_methods(ECHO_TIMES_S, B0_T, "nsidl").strip().replace("&", "&amp;") in methods
+    assert qsm_methods(ECHO_TIMES_S, B0_T, "nsidl", bgremove="vsharp").strip().replace(
+        "&", "&amp;") in methods
     for key in ("Liu 2013", "Ghiglia &amp; Romero 1994", "Schofield &amp; Zhu 2003",
-                "Schweser 2011", "Wu 2012", "NSIDL 2024-25", "Avants 2008", "Fonov 2011",
-                "Rolls 2020"):
+                "Schweser 2011", "Wu 2012", "Liu 2018", "Wen 2014", "NSIDL 2024-25",
+                "Avants 2008", "Fonov 2011", "Rolls 2020"):
         assert f"[{key}]" in methods, key
     assert "MODEL_CARD.md" in methods and SHA in methods
 
@@ -254,3 +257,11 @@ def test_report_renders_in_headless_chromium_without_broken_images(report, tmp_p
     rendered = _parse(dom).ids
     assert {"summary", "methods", "provenance", f"run-{OK_RUN}-images",
             f"run-{FAILED_RUN}-failure"} <= rendered
+
+
+def test_methods_name_the_background_removal_that_ran():
+    lbv_text = qsm_methods(ECHO_TIMES_S, B0_T, "tkd")  # the default: LBV, refined
+    assert "[Zhou 2014]" in lbv_text and "[Liu 2018; Wen 2014]" in lbv_text
+    assert "V-SHARP" not in lbv_text
+    plain = qsm_methods(ECHO_TIMES_S, B0_T, "tkd", bgremove="vsharp", bgremove_refine=False)
+    assert "V-SHARP [Schweser 2011; Wu 2012] and" in plain and "Liu 2018" not in plain

@@ -27,7 +27,7 @@ def test_flat_graph_builds(tmp_path, n_echoes, session, with_labels):
     names = {node.fullname for node in graph.nodes}
     prefix = "qsmflow_wf.sub_01" + (f"_ses_{session}" if session else "") + "_wf"
     for stage in ("qsm_wf.prepare", "qsm_wf.mask", "qsm_wf.combine", "qsm_wf.unwrap",
-                  "qsm_wf.vsharp", "qsm_wf.invert", "ds_run_wf.ds_run"):
+                  "qsm_wf.bgremove", "qsm_wf.invert", "ds_run_wf.ds_run"):
         assert f"{prefix}.{stage}" in names
     assert (f"{prefix}.roi" in names) == with_labels
     invert = next(n for n in graph.nodes if n.fullname == f"{prefix}.qsm_wf.invert")
