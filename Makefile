@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/qsmflow bids_examples demo_out group --group-by group
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check qsmflow tests benchmarks bids_examples
+	$(VENV)/bin/ruff check qsmflow tests benchmarks bids_examples workflows
 
 bids-examples: $(STAMP)
 	$(PY) bids_examples/make_bids_examples.py

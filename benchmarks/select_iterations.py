@@ -23,7 +23,8 @@ from qsmflow.algorithms.metrics import nrmse_percent, roi_regression  # noqa: E4
 from qsmflow.dl.nsidl import NSIDL, NSIDLConfig  # noqa: E402
 from qsmflow.dl.operators import DipoleOperator  # noqa: E402
 from qsmflow.dl.synthetic import random_head_models, sample_batch  # noqa: E402
-from qsmflow.dl.train import VALIDATION_SEED_OFFSET, nrmse_percent as nrmse_t  # noqa: E402
+from qsmflow.dl.train import VALIDATION_SEED_OFFSET  # noqa: E402
+from qsmflow.dl.train import nrmse_percent as nrmse_t  # noqa: E402
 
 LESIONS = (("hemorrhage", (20.0, 14.0, 8.0), 5.0), ("calcification", (-18.0, -24.0, 16.0), 4.0))
 

@@ -168,14 +168,14 @@ def vsharp(
     for radius in radii_mm[::-1]:
         smv = sphere_kernel_rfft(padded_shape, voxel_size_mm, radius, dtype=dtype, work=work)
         np.multiply(mask_k, smv, out=product)
-        fits = irfftn(product, padded_shape) > BALL_INSIDE_FRACTION
+        fits = irfftn(product, padded_shape, overwrite_x=True) > BALL_INSIDE_FRACTION
         if assigned is None:
             assigned = fits  # the output mask: where the smallest ball fits
         smv -= 1.0
         smv *= -1.0  # now the high-pass kernel delta - rho_r, in place
         if fits.any():
             np.multiply(field_k, smv, out=product)
-            np.copyto(local, irfftn(product, padded_shape), where=fits)
+            np.copyto(local, irfftn(product, padded_shape, overwrite_x=True), where=fits)
     del field_k, mask_k, product, work
     # Deconvolution by the largest kernel (the last one), truncated at ``threshold``.
     keep = np.abs(smv) >= threshold

@@ -103,9 +103,13 @@ def rfftn(x: np.ndarray, shape=None) -> np.ndarray:
     return sp_fft.rfftn(x, s=shape, workers=_fft_workers)
 
 
-def irfftn(x: np.ndarray, shape) -> np.ndarray:
-    """Inverse of :func:`rfftn`; complex64 input gives float32."""
-    return sp_fft.irfftn(x, s=shape, workers=_fft_workers)
+def irfftn(x: np.ndarray, shape, *, overwrite_x: bool = False) -> np.ndarray:
+    """Inverse of :func:`rfftn`; complex64 input gives float32.
+
+    ``overwrite_x=True`` lets the transform use ``x`` as scratch (it saves a copy of the
+    spectrum): pass it only for a spectrum that is not needed afterwards.
+    """
+    return sp_fft.irfftn(x, s=shape, workers=_fft_workers, overwrite_x=overwrite_x)
 
 
 def ball_offsets(voxel_size_mm, radius_mm: float) -> np.ndarray:

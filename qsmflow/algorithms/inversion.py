@@ -50,7 +50,7 @@ def _gradient_energy_symbol(shape, voxel_size_mm) -> np.ndarray:
     vsz = np.asarray(voxel_size_mm, dtype=float)
     rel = vsz / vsz.min()
     freqs = kspace_grid(shape, np.ones(3), real=True)  # cycles per voxel
-    return sum((2.0 - 2.0 * np.cos(2 * np.pi * f)) / h**2 for f, h in zip(freqs, rel))
+    return sum((2.0 - 2.0 * np.cos(2 * np.pi * f)) / h**2 for f, h in zip(freqs, rel, strict=True))
 
 
 def cfl2(local_field_ppm, mask, voxel_size_mm, b0_direction, *, lam=0.02, pad_vox=None):

@@ -102,7 +102,8 @@ def read_labels_tsv(path: Path) -> list[dict]:
         try:
             int(row["index"])
         except (TypeError, ValueError):
-            raise QSMInputError(f"{path}: label index {row['index']!r} is not an integer.")
+            raise QSMInputError(
+                f"{path}: label index {row['index']!r} is not an integer.") from None
     return rows
 
 

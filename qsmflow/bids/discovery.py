@@ -49,7 +49,8 @@ def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise QSMInputError(f"{path}: cannot read this JSON sidecar ({err}). Fix or remove it.")
+        raise QSMInputError(
+            f"{path}: cannot read this JSON sidecar ({err}). Fix or remove it.") from err
 
 
 def load_layout(bids_dir: Path):
@@ -220,7 +221,7 @@ def _validate_run(layout, key, parts, b0_tesla_override) -> GRERun:
     phases = [p for _, p in sorted(phases, key=lambda ep: int(ep[0] or 1))]
 
     echo_times, b0_values, warnings = [], set(), []
-    for mag, phase in zip(mags, phases):
+    for mag, phase in zip(mags, phases, strict=True):
         te = _metadata_float(layout, phase, "EchoTime", "seconds")
         te_mag = _metadata_float(layout, mag, "EchoTime", "seconds")
         if te is None:
@@ -242,7 +243,7 @@ def _validate_run(layout, key, parts, b0_tesla_override) -> GRERun:
             b0 = _metadata_float(layout, mag, "MagneticFieldStrength", "tesla")
         if b0 is not None:
             b0_values.add(b0)
-    if any(b <= a for a, b in zip(echo_times, echo_times[1:])):
+    if any(b <= a for a, b in zip(echo_times, echo_times[1:], strict=False)):
         raise QSMInputError(f"{label}: echo times {echo_times} s do not increase with the "
                             "echo number. Check the EchoTime fields of the sidecars.")
     if len(b0_values) > 1:

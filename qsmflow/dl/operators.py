@@ -37,7 +37,7 @@ class DipoleOperator(nn.Module):
             pad_vox = [n // 4 for n in shape]
         self.shape = shape
         self.padded_shape = fast_padded_shape(shape, pad_vox)
-        self.before = tuple((p - n) // 2 for n, p in zip(shape, self.padded_shape))
+        self.before = tuple((p - n) // 2 for n, p in zip(shape, self.padded_shape, strict=True))
         voxel_size_mm = np.asarray(voxel_size_mm, dtype=float)
         b0_direction = np.asarray(b0_direction, dtype=float)
         if voxel_size_mm.ndim == 2 or b0_direction.ndim == 2:
@@ -46,14 +46,14 @@ class DipoleOperator(nn.Module):
             vsz = np.broadcast_to(np.atleast_2d(voxel_size_mm), (n, 3))
             bdir = np.broadcast_to(np.atleast_2d(b0_direction), (n, 3))
             kernel = np.stack([dipole_kernel_rfft(self.padded_shape, v, b)
-                               for v, b in zip(vsz, bdir)])[:, None]
+                               for v, b in zip(vsz, bdir, strict=True)])[:, None]
         else:
             kernel = dipole_kernel_rfft(self.padded_shape, voxel_size_mm, b0_direction)
         self.register_buffer("kernel", torch.from_numpy(kernel.astype(np.float32)))
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for n, p, b in reversed(list(zip(self.shape, self.padded_shape, self.before))):
+        for n, p, b in reversed(list(zip(self.shape, self.padded_shape, self.before, strict=True))):
             pads += [b, p - n - b]
         return nn.functional.pad(x, pads)
 

@@ -98,7 +98,7 @@ def sample_batch(models: list[HeadModel], rng: np.random.Generator, *, batch_siz
                  patch: int = 48) -> Batch:
     """Draw a batch of simulated patches (see module docstring)."""
     shape = (patch,) * 3
-    chis, masks, weights, fields, scales, vszs, bdirs = [], [], [], [], [], [], []
+    chis, masks, weights, scales, vszs, bdirs = [], [], [], [], [], []
     for _ in range(batch_size):
         model = models[int(rng.integers(len(models)))]
         if rng.random() < 0.6:
@@ -147,8 +147,8 @@ def sample_batch(models: list[HeadModel], rng: np.random.Generator, *, batch_siz
     with torch.no_grad():
         field = operator.A(chi_t) * mask_t
         noise_rad = torch.from_numpy(rng.normal(size=field.shape).astype(np.float32))
-        noise_sd_rad = torch.from_numpy(rng.uniform(*PHASE_NOISE_RANGE_RAD, (batch_size, 1, 1, 1, 1))
-                                        .astype(np.float32))
+        noise_sd_rad = torch.from_numpy(
+            rng.uniform(*PHASE_NOISE_RANGE_RAD, (batch_size, 1, 1, 1, 1)).astype(np.float32))
         field = field + noise_sd_rad * noise_rad / weight_t.clamp(min=MIN_WEIGHT) / scale_t
     return Batch(field * mask_t, chi_t, mask_t, weight_t, scale_t, operator, np.asarray(vszs),
                  np.asarray(bdirs))

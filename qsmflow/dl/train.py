@@ -90,7 +90,8 @@ def train(args) -> Path:
     started = time.time() - log["wall_time_s"]
     stop_at = min(args.steps, args.stop_after) if args.stop_after else args.steps
     while step < stop_at:
-        lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * step / args.steps))
+        cosine = 1 + math.cos(math.pi * step / args.steps)
+        lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * cosine
         for group in optimizer.param_groups:
             group["lr"] = lr
         batch = sample_batch(models, rng, batch_size=args.batch_size, patch=args.patch)

@@ -28,7 +28,7 @@ def registration_figure(magnitude: np.ndarray, warped_template: np.ndarray, labe
         if (warped_template > 0).any() else 0.5
     for row, (mag, tpl, lab) in enumerate(zip(_centre_slices(magnitude, centre),
                                               _centre_slices(warped_template, centre),
-                                              _centre_slices(labels, centre))):
+                                              _centre_slices(labels, centre), strict=True)):
         ax = fig.add_subplot(3, 2, 2 * row + 1)
         ax.imshow(mag, cmap="gray", origin="lower", vmin=0, vmax=vmax)
         ax.contour(tpl, levels=[edge_level], colors="r", linewidths=0.6)

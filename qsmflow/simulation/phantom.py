@@ -117,7 +117,6 @@ def build_head_model(
     world = _world_grid(anatomy.affine, shape)
 
     brain = anatomy.brain
-    csf = brain & (anatomy.gm + anatomy.wm < 0.5)
     chi = np.zeros(shape, np.float32)
     r2s = np.zeros(shape, np.float32)
     gm_frac = np.clip(anatomy.gm, 0, 1)
