@@ -7,19 +7,15 @@ import numpy as np
 
 from .discovery import GRERun
 from .errors import QSMInputError
+from .nifti import open_nifti, read_nifti_data
 from .phase_units import phase_to_radians
 
 AFFINE_TOLERANCE_MM = 1e-3
 
 
 def _load_header(path: str):
-    try:
-        img = nib.load(path)
-        shape = img.shape
-    except Exception as err:  # nibabel raises several unrelated types
-        raise QSMInputError(f"{path}: cannot be read as NIfTI ({err}). The file may be "
-                            "truncated or corrupt; re-convert it from DICOM.") from err
-    return img, shape
+    img = open_nifti(path)
+    return img, img.shape
 
 
 def validate_run_images(run: GRERun) -> list[str]:
@@ -51,11 +47,7 @@ def validate_run_images(run: GRERun) -> list[str]:
                 raise QSMInputError(
                     f"{path}: its affine differs from that of {ref_path}. All echoes must "
                     "share one grid; the files may come from different acquisitions.")
-        try:
-            data = np.asarray(img.dataobj)
-        except Exception as err:
-            raise QSMInputError(f"{path}: the image data cannot be read ({err}); the file is "
-                                "probably truncated. Re-convert it from DICOM.") from err
+        data = read_nifti_data(img, path, scaled=False)
         n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         if n_bad:
             warnings.append(f"{path}: {n_bad} NaN/Inf voxels were set to zero")

@@ -8,29 +8,18 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from qsmflow.bids.errors import QSMInputError
+from qsmflow.bids.nifti import open_nifti, read_nifti_data
 
 
 def load_image(path) -> nib.Nifti1Image:
     """Load a NIfTI image, turning nibabel's many errors into one clear message."""
-    try:
-        img = nib.load(str(path))
-        img.header.get_data_shape()
-        return img
-    except Exception as err:  # nibabel raises several unrelated types
-        raise QSMInputError(f"{path}: cannot be read as NIfTI ({err}). The file may be "
-                            "truncated or corrupt; re-export it from the scanner data.") from err
+    return open_nifti(path)
 
 
 def load_data(path, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
     """Data (scaled by the header's slope/intercept) and affine of a NIfTI file."""
-    img = load_image(path)
-    try:
-        data = np.asarray(img.get_fdata(dtype=np.float64), dtype=dtype)
-    except Exception as err:
-        raise QSMInputError(f"{path}: the image data cannot be read ({err}); the file is "
-                            "probably truncated.") from err
-    return data, img.affine
+    img = open_nifti(path)
+    return read_nifti_data(img, path, dtype=dtype), img.affine
 
 
 def save_like(data, affine, path, *, dtype=np.float32) -> str:
