@@ -102,7 +102,7 @@ def test_multiproc_gets_nprocs_memory_and_the_progress_callback(bids, tmp_path):
 def test_mem_gb_below_a_nodes_need_is_a_usage_error(bids, tmp_path):
     """MultiProc would refuse to start; say which node needs what, before anything runs."""
     workflow = _workflow(tmp_path, 1)
-    need = _invert(workflow).mem_gb
+    need = max(workflow.get_node(name).mem_gb for name in workflow.list_node_names())
     config = _config(bids, tmp_path, "--nprocs", "2", "--mem-gb", str(need / 2))
     with pytest.raises(QSMUsageError, match=rf"need\. Give --mem-gb {need:g} or more"):
         plugin_arguments(config, workflow, None)
