@@ -20,8 +20,10 @@ accuracy: two MNI phantom heads at 2 mm (as tests/algorithms/test_phase_pipeline
 5 echoes 4-28 ms, SNR 80), local field NRMSE against the field of
 (chi - mean(chi[brain])) * brain, against the share of the brain mask kept, for V-SHARP
 radii, LBV peeling, with and without the dipole-model refinement, and extra erosion of
-the output mask; from the true total field (no noise, no unwrapping) and from the noisy
-multi-echo phase. accuracy-1mm: the test head on a 1 mm grid, the main methods only.
+the output mask; from the noisy multi-echo phase, from the true total field (no noise, no
+unwrapping) and from the true local field alone (no background: what each method's prior
+costs by itself), and the share of the error that the phase noise makes.
+accuracy-1mm: the test head on a 1 mm grid, the main methods only.
 """
 
 from __future__ import annotations
@@ -232,22 +234,31 @@ def _methods(voxel_size, b0, main_only=False):
     return methods
 
 
+NOISY = "noisy phase (SNR 80)"
+TRUE_TOTAL = "true total field"
+
+
 def _rows(head_name, acq, voxel_size_mm, main_only=False):
+    """NRMSE and coverage of every method, input and extra erosion on one head."""
     voxel_size = np.full(3, voxel_size_mm)
     brain = acq.brain_mask
     b0 = b0_direction_from_affine(acq.affine)
     chi = acq.chi_ppm.astype(np.float64)
     truth = forward_field_ppm((chi - chi[brain].mean()) * brain, voxel_size, b0)
     field_ppm, reliable, n_excluded = _chain(acq, voxel_size)
-    inputs = {"noisy phase (SNR 80)": (field_ppm, reliable)}
+    inputs = {NOISY: (field_ppm, reliable)}
     if not main_only:
-        inputs["true total field"] = (acq.total_field_ppm, brain)
-    rows = []
-    for input_name, (field, mask) in inputs.items():
-        for name, method in _methods(voxel_size, b0, main_only).items():
+        inputs[TRUE_TOTAL] = (acq.total_field_ppm, brain)
+        # What the method's prior alone costs: no background, no noise, no unwrapping.
+        inputs["true local field only"] = (truth * brain, brain)
+    rows, noise_floor = [], {}
+    for name, method in _methods(voxel_size, b0, main_only).items():
+        results = {}
+        for input_name, (field, mask) in inputs.items():
             start = time.perf_counter()
             local, eroded = method(field, mask)
             seconds = time.perf_counter() - start
+            results[input_name] = local, eroded
             for erode in (0, 1, 2):
                 region = ndimage.binary_erosion(eroded, iterations=erode) if erode else eroded
                 region = region & brain
@@ -255,19 +266,29 @@ def _rows(head_name, acq, voxel_size_mm, main_only=False):
                                  extra_erosion_mm=voxel_size_mm * erode,
                                  coverage=float(region.sum() / brain.sum()),
                                  nrmse=_nrmse(local, truth, region), time_s=seconds))
-    return rows, n_excluded
+        # The share of the noisy result's error that the phase noise makes: the same
+        # method on the noise-free total field over the same (reliable) mask; the
+        # unwrapping's harmonic offset is removed by both, so what differs is noise.
+        local_noisy, eroded = results[NOISY]
+        local_clean, eroded_clean = method(acq.total_field_ppm * reliable, reliable)
+        region = eroded & eroded_clean & brain
+        difference = local_noisy[region] - local_clean[region]
+        noise_floor[name] = float(np.linalg.norm(difference - difference.mean())
+                                  / np.linalg.norm(truth[region] - truth[region].mean()))
+    return rows, n_excluded, noise_floor
 
 
-def accuracy(out: Path, *, one_mm: bool = False) -> dict:
-    rows, excluded = [], {}
+def accuracy(out: Path, *, one_mm: bool = False, te_s=ACCURACY_TE_S) -> dict:
+    rows, excluded, noise = [], {}, {}
     if one_mm:
-        acq = _phantom(ACCURACY_SHAPE_1MM, 1.0, ACCURACY_TE_S)
-        head_rows, excluded["test head"] = _rows("test head (1 mm)", acq, 1.0, main_only=True)
+        acq = _phantom(ACCURACY_SHAPE_1MM, 1.0, te_s)
+        head_rows, excluded["test head"], noise["test head"] = _rows(
+            "test head (1 mm)", acq, 1.0, main_only=True)
         rows += head_rows
     else:
         for head_name, head in HEADS.items():
-            acq = _phantom(ACCURACY_SHAPE, 2.0, ACCURACY_TE_S, head)
-            head_rows, excluded[head_name] = _rows(head_name, acq, 2.0)
+            acq = _phantom(ACCURACY_SHAPE, 2.0, te_s, head)
+            head_rows, excluded[head_name], noise[head_name] = _rows(head_name, acq, 2.0)
             rows += head_rows
     print("| head | input | method | extra erosion mm | coverage % | NRMSE | time s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -275,10 +296,15 @@ def accuracy(out: Path, *, one_mm: bool = False) -> dict:
         print(f"| {row['head']} | {row['input']} | {row['method']} | "
               f"{row['extra_erosion_mm']:g} | {100 * row['coverage']:.1f} | {row['nrmse']:.3f} "
               f"| {row['time_s']:.1f} |")
+    print("Noise share: NRMSE (against the true local field) of the difference between the "
+          "noisy and the noise-free result of each method, on the same mask")
+    for head_name, shares in noise.items():
+        print(f"  {head_name}: " + ", ".join(f"{m} {v:.3f}" for m, v in shares.items()))
     result = dict(machine=machine(), shape=list(ACCURACY_SHAPE_1MM if one_mm else
                                                 ACCURACY_SHAPE),
-                  voxel_size_mm=1.0 if one_mm else 2.0, te_s=list(ACCURACY_TE_S), snr=SNR,
-                  excluded_phase_voxels=excluded, rows=rows)
+                  voxel_size_mm=1.0 if one_mm else 2.0, te_s=list(te_s), snr=SNR,
+                  excluded_phase_voxels=excluded, noise_share=noise,
+                  rows=rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -289,16 +315,19 @@ def main(argv=None) -> int:
     parser.add_argument("what", choices=["speed", "accuracy", "accuracy-1mm",
                                          "make-speed-data"])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--te-ms", type=float, nargs="+",
+                        help="echo times of the accuracy runs (default: 4 10 16 22 28)")
     args = parser.parse_args(argv)
+    te_s = tuple(t / 1000 for t in args.te_ms) if args.te_ms else ACCURACY_TE_S
     if args.what == "make-speed-data":
         make_speed_data()
     elif args.what == "speed":
         speed(args.out or REPO / "benchmarks" / "results" / "phase_speed.json")
     elif args.what == "accuracy-1mm":
         accuracy(args.out or REPO / "benchmarks" / "results" / "phase_accuracy_1mm.json",
-                 one_mm=True)
+                 one_mm=True, te_s=te_s)
     else:
-        accuracy(args.out or REPO / "benchmarks" / "results" / "phase_accuracy.json")
+        accuracy(args.out or REPO / "benchmarks" / "results" / "phase_accuracy.json", te_s=te_s)
     return 0
 
 
