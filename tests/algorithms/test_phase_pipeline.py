@@ -27,7 +27,8 @@ LBV + refine        0.268 at 90.1 %      0.355 at 90.1 %
 ==================  ===================  ===================
 
 Issue 3's target (<= 0.30 at >= 85 % of the brain) is met by LBV + refinement on the
-test head and missed by 0.055 on the second head.
+test head and missed by 0.055 on the second head: there LBV's prior alone costs 0.300 (the
+true local field as input) and the phase noise of SNR 80 adds 0.15 in quadrature.
 """
 
 import numpy as np
@@ -210,3 +211,33 @@ def test_second_head_misses_the_target_by_a_known_margin(second_head):
     coverage, nrmse = _local_fields(second_head, "lbv", refine=True)
     assert coverage >= 0.85
     assert nrmse < 0.38
+
+
+@pytest.mark.slow
+def test_second_head_error_is_the_prior_and_the_phase_noise(second_head):
+    """Why the second head misses: LBV's harmonic prior near the surface, plus phase noise.
+
+    Measured: with the true local field as input (no background, no noise) LBV gives 0.364
+    and LBV + refinement 0.300; the phase noise alone (the noisy minus the noise-free
+    result on the same mask) is 0.151 of the true local field (docs/benchmarks.md).
+    """
+    run = second_head
+    vsz, brain, truth = run["voxel_size"], run["brain"], run["truth"]
+
+    def remove(field, mask):
+        return lbv(field, mask, vsz)
+
+    plain, eroded = remove(truth * brain, brain)
+    refined, _ = refine_with_dipole_model(remove, truth * brain, brain, vsz, run["b0"])
+    prior_plain, prior_refined = _nrmse(plain, truth, eroded), _nrmse(refined, truth, eroded)
+    assert 0.27 < prior_refined < 0.33
+    assert prior_refined < prior_plain - 0.04
+
+    reliable = run["reliable"]
+    noisy, eroded = refine_with_dipole_model(remove, run["field_ppm"], reliable, vsz, run["b0"])
+    clean, _ = refine_with_dipole_model(remove, run["acq"].total_field_ppm * reliable,
+                                        reliable, vsz, run["b0"])
+    difference = (noisy - clean)[eroded]
+    noise_share = np.linalg.norm(difference - difference.mean()) / np.linalg.norm(
+        truth[eroded] - truth[eroded].mean())
+    assert 0.12 < noise_share < 0.18
