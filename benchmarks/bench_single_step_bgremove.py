@@ -40,7 +40,6 @@ from qsmflow.algorithms.fourier import (  # noqa: E402
     bounding_box,
     fast_padded_shape,
     irfftn,
-    kspace_grid,
     pad_to,
     rfftn,
 )
@@ -65,11 +64,10 @@ def laplacian_single_step(field, mask, voxel_size_mm, b0_direction, *, lam, iter
     in_mask, inner = pad_to(sub.astype(float), shape)
     in_interior, _ = pad_to(interior[box].astype(float), shape)
     field_p, _ = pad_to(field[box] * sub, shape)
-    frequencies = kspace_grid(shape, np.ones(3), real=True)  # cycles per voxel
-    laplacian = -sum((2 - 2 * np.cos(2 * np.pi * f)) / h**2
-                     for f, h in zip(frequencies, voxel_size_mm, strict=True))
-    ld = laplacian * dipole_kernel_rfft(shape, voxel_size_mm, b0_direction)
+    # |F(grad)|^2 per mm^2; the 7-point Laplacian's symbol is its negative.
     energy = _gradient_energy_symbol(shape, voxel_size_mm) / np.min(voxel_size_mm) ** 2
+    laplacian = -energy
+    ld = laplacian * dipole_kernel_rfft(shape, voxel_size_mm, b0_direction)
     data = in_interior * irfftn(laplacian * rfftn(field_p), shape)
 
     def normal_operator(x):
@@ -112,7 +110,6 @@ def main(argv=None) -> int:
     parser.add_argument("--lam", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4])
     parser.add_argument("--iterations", type=int, default=300)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     from tests.algorithms.test_phase_pipeline import SECOND_HEAD, TEST_HEAD, _simulate
 
     print("| head | input | estimate | lam | CG iterations | solve s | NRMSE |")
