@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import psutil
 
@@ -36,3 +38,22 @@ def measure():
 def machine() -> str:
     return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def write_result(name: str, results: dict, *, command: str, generator: str) -> Path:
+    """Record one benchmark's numbers as ``benchmarks/results/<name>.json``.
+
+    Every number that ``docs/benchmarks.md`` quotes comes from such a file (the tables
+    there are generated from them), so each result names the command that made it, the
+    machine and the data generator (which simulator, anatomy and seed made the data).
+    """
+    from qsmflow.files import atomic_write_text
+
+    record = {"name": name, "command": command, "generator": generator,
+              "machine": machine(), "date": time.strftime("%Y-%m-%d"), "results": results}
+    path = RESULTS_DIR / f"{name}.json"
+    atomic_write_text(path, json.dumps(record, indent=1, default=float) + "\n")
+    return path

@@ -26,6 +26,7 @@ import nibabel as nib
 import numpy as np
 
 from qsmflow.bids.errors import QSMInputError
+from qsmflow.files import atomic_write, atomic_write_text
 
 DEFAULT_ATLAS_NAME = "AAL3+SUITdentate"
 DEFAULT_TEMPLATE_SPACE = "MNI152NLin2009aSym"
@@ -50,11 +51,9 @@ def _save(array, affine, path: Path, dtype) -> None:
     img = nib.Nifti1Image(np.asarray(array).astype(dtype), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    # A name of this process's own: two runs sharing a work directory may build the atlas
-    # at the same time, and each file must appear complete or not at all.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.nii.gz")
-    nib.save(img, tmp)
-    tmp.replace(path)
+    # Two runs sharing a work directory may build the atlas at the same time, and each
+    # file must appear complete or not at all.
+    atomic_write(path, lambda tmp: nib.save(img, tmp))
 
 
 def default_atlas(cache_dir: Path) -> Atlas:
@@ -86,9 +85,7 @@ def default_atlas(cache_dir: Path) -> Atlas:
         + ("AAL3 " + ",".join(map(str, lab.aal3_ids)) if lab.aal3_ids else
            "ellipsoid at the SUIT dentate centroid (approximation)")
         for lab in deepgm_labels()]
-    tmp = atlas.labels_tsv.with_name(f".{atlas.labels_tsv.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(rows) + "\n")
-    tmp.replace(atlas.labels_tsv)
+    atomic_write_text(atlas.labels_tsv, "\n".join(rows) + "\n")
     return atlas
 
 

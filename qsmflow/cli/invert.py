@@ -39,7 +39,7 @@ def run(args) -> Path:
     from qsmflow.algorithms.dipole import b0_direction_from_affine, voxel_size_from_affine
     from qsmflow.constants import hz_per_ppm
     from qsmflow.dl.invert import invert_local_field
-    from qsmflow.interfaces.derivatives import atomic_write_text
+    from qsmflow.files import atomic_write, atomic_write_text
     from qsmflow.interfaces.images import load_data, save_like
 
     out = Path(args.out)
@@ -67,9 +67,7 @@ def run(args) -> Path:
                                 b0_t=args.b0 or 3.0, te_s=args.te or 0.02, weight=weight,
                                 weights_path=args.weights, device=args.device,
                                 n_threads=args.threads)
-    tmp = out.with_name(".tmp_" + out.name)
-    save_like(result.chi_ppm, affine, tmp)
-    tmp.replace(out)
+    atomic_write(out, lambda tmp: save_like(result.chi_ppm, affine, tmp))
     sidecar = {"Units": "ppm", "DipoleInversionMethod": result.method,
                "B0DirectionVoxel": b0_direction_from_affine(affine).tolist(),
                "Sources": [str(Path(args.field).resolve())]}

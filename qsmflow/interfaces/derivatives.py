@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -18,45 +17,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-
-def _file_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (0o666 minus the umask):
-    ``mkstemp`` creates 0o600 files, which the rest of a lab could not read."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _stage(destination: Path, write) -> str:
-    """A temporary file beside ``destination``, filled by ``write(path)``; removed on error."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, _file_mode())
-        write(tmp)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _write_text(text: str):
-    return lambda tmp: Path(tmp).write_text(text)
-
-
-def _copy_from(source):
-    return lambda tmp: shutil.copyfile(source, tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    os.replace(_stage(Path(path), _write_text(text)), path)
-
-
-def atomic_copy(source, destination: Path) -> None:
-    os.replace(_stage(Path(destination), _copy_from(source)), destination)
+from qsmflow.files import stage_file
 
 
 class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
@@ -94,7 +55,8 @@ class DerivativesSink(SimpleInterface):
             for source, relative, sidecar in zip(self.inputs.in_files, self.inputs.out_paths,
                                                  self.inputs.sidecars, strict=True):
                 destination = out_dir / relative
-                staged.append((_stage(destination, _copy_from(source)), destination))
+                staged.append((stage_file(destination, lambda tmp, s=source: shutil.copyfile(s, tmp)),
+                               destination))
                 written.append(str(destination))
                 metadata = dict(sidecar)
                 if relative.endswith("_Chimap.nii.gz") and \
@@ -104,7 +66,8 @@ class DerivativesSink(SimpleInterface):
                     sidecar_path = destination.with_name(
                         destination.name.split(".")[0] + ".json")
                     text = json.dumps(metadata, indent=2) + "\n"
-                    staged.append((_stage(sidecar_path, _write_text(text)), sidecar_path))
+                    staged.append((stage_file(sidecar_path, lambda tmp, t=text: Path(tmp).write_text(t)),
+                                   sidecar_path))
         except BaseException:
             for tmp, _ in staged:
                 Path(tmp).unlink(missing_ok=True)

@@ -36,8 +36,6 @@ import csv
 import io
 import itertools
 import logging
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -53,6 +51,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from qsmflow.data import data_path
+from qsmflow.files import atomic_write_bytes
 
 LOGGER = logging.getLogger(__name__)
 
@@ -609,23 +608,8 @@ def plot_group_boxplot(
 # --------------------------------------------------------------------------- writing
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _atomic_write_csv(path: Path, table: pd.DataFrame) -> Path:
-    return _atomic_write_bytes(path, table.to_csv(index=False).encode("utf-8"))
+    return atomic_write_bytes(path, table.to_csv(index=False).encode("utf-8"))
 
 
 def _atomic_write_figure(path: Path, fig: Figure) -> Path:
@@ -635,7 +619,7 @@ def _atomic_write_figure(path: Path, fig: Figure) -> Path:
     metadata = {"Date": None} if fmt == "svg" else None
     with rc_context({"svg.hashsalt": SVG_HASH_SALT}):
         fig.savefig(buffer, format=fmt, dpi=FIGURE_DPI, metadata=metadata)
-    return _atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _output_path(group_dir: Path, suffix: str) -> Path:
@@ -824,7 +808,7 @@ def run_group_level(
             written.append(_atomic_write_csv(path, content))
     skipped_text = "".join(f"{line}\n" for line in skipped)
     written.append(
-        _atomic_write_bytes(_output_path(group_dir, "skipped.txt"), skipped_text.encode("utf-8"))
+        atomic_write_bytes(_output_path(group_dir, "skipped.txt"), skipped_text.encode("utf-8"))
     )
 
     LOGGER.info(

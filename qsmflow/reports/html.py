@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +32,7 @@ import pandas as pd
 from qsmflow import __version__
 from qsmflow.algorithms.bgremove import default_vsharp_radii_mm
 from qsmflow.bids.naming import derivative_path
+from qsmflow.files import atomic_write_text
 
 from .figures import mosaic_figure
 from .methods import (
@@ -90,20 +90,6 @@ def _e(value) -> str:
 
 def _relative_url(path: Path, base: Path) -> str:
     return quote(Path(os.path.relpath(path, base)).as_posix())
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename, with the umask's permissions (not
-    mkstemp's 0600: a report is for others to read)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load_ras(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -609,5 +595,5 @@ def write_participant_report(
 </body>
 </html>
 """
-    _atomic_write_text(page, document)
+    atomic_write_text(page, document)
     return page
