@@ -18,7 +18,6 @@ The default atlas works offline, from files that the install already pulls:
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -55,8 +55,8 @@ class DerivativesSink(SimpleInterface):
             for source, relative, sidecar in zip(self.inputs.in_files, self.inputs.out_paths,
                                                  self.inputs.sidecars, strict=True):
                 destination = out_dir / relative
-                staged.append((stage_file(destination, lambda tmp, s=source: shutil.copyfile(s, tmp)),
-                               destination))
+                copy = lambda tmp, s=source: shutil.copyfile(s, tmp)  # noqa: E731
+                staged.append((stage_file(destination, copy), destination))
                 written.append(str(destination))
                 metadata = dict(sidecar)
                 if relative.endswith("_Chimap.nii.gz") and \
@@ -66,8 +66,8 @@ class DerivativesSink(SimpleInterface):
                     sidecar_path = destination.with_name(
                         destination.name.split(".")[0] + ".json")
                     text = json.dumps(metadata, indent=2) + "\n"
-                    staged.append((stage_file(sidecar_path, lambda tmp, t=text: Path(tmp).write_text(t)),
-                                   sidecar_path))
+                    write = lambda tmp, t=text: Path(tmp).write_text(t)  # noqa: E731
+                    staged.append((stage_file(sidecar_path, write), sidecar_path))
         except BaseException:
             for tmp, _ in staged:
                 Path(tmp).unlink(missing_ok=True)
