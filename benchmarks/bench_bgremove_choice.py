@@ -1,6 +1,8 @@
 """End to end on bids_examples: which background removal gives the best susceptibility?
 
-    python benchmarks/bench_bgremove_choice.py [--inversion nsidl] [--out ...json]
+    python benchmarks/bench_bgremove_choice.py [--inversion nsidl]
+
+(writes ``benchmarks/results/bgremove_choice.json``)
 
 Runs ``qsmflow`` on the example (2 participants, 2 mm, 3 echoes 4-18 ms, 3T; sub-02 oblique)
 once per background removal -- V-SHARP and LBV, each with and without the dipole-model
@@ -18,7 +20,6 @@ The example's settings are the demo's; the numbers go to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import BIDS_EXAMPLE_GENERATOR, machine, write_result  # noqa: E402
 
 from qsmflow.cli.run import main as qsmflow_main  # noqa: E402
 
@@ -74,8 +75,6 @@ def evaluate(out: Path, subject: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inversion", default="nsidl")
-    parser.add_argument("--out", type=Path,
-                        default=REPO / "benchmarks" / "results" / "bgremove_choice.json")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,9 +96,10 @@ def main(argv=None) -> int:
     for row in rows:
         print(f"| {row['method']} | sub-{row['subject']} | {row['nrmse_pct']:.1f} | "
               f"{row['dgm_slope']:.3f} | {row['dgm_r']:.3f} | {100 * row['coverage']:.1f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(machine=machine(), inversion=args.inversion,
-                                        rows=rows), indent=2) + "\n")
+    write_result("bgremove_choice", dict(inversion=args.inversion, rows=rows),
+                 command="python benchmarks/bench_bgremove_choice.py"
+                 + ("" if args.inversion == "nsidl" else f" --inversion {args.inversion}"),
+                 generator=BIDS_EXAMPLE_GENERATOR)
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import BIDS_EXAMPLE_GENERATOR, machine, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,14 @@ def main(argv=None) -> int:
     print(f"demo ({args.inversion}, --nprocs {args.nprocs} --omp-nthreads "
           f"{args.omp_nthreads}): wall {wall:.1f} s, peak RSS {peak:.2f} GB, exit "
           f"{process.returncode}; machine: {machine()}")
+    stage_lines = [line for line in output.splitlines() if " s" in line and "[" in line]
+    write_result("demo", dict(inversion=args.inversion, nprocs=int(args.nprocs),
+                              omp_nthreads=int(args.omp_nthreads), wall_s=wall,
+                              peak_rss_gb=peak, exit_code=process.returncode,
+                              progress_lines=stage_lines),
+                 command="python benchmarks/bench_demo.py"
+                 + ("" if args.inversion == "nsidl" else f" --inversion {args.inversion}"),
+                 generator=BIDS_EXAMPLE_GENERATOR)
     return process.returncode
 
 

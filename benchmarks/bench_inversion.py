@@ -14,7 +14,6 @@ PSNR, deep gray matter ROI-mean slope and R^2, wall time and peak RSS.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, measure  # noqa: E402
+from common import MNI_PHANTOM_GENERATOR as GENERATOR  # noqa: E402
+from common import machine, measure, write_result  # noqa: E402
 
 from qsmflow.algorithms.dipole import b0_direction_from_affine  # noqa: E402
 from qsmflow.algorithms.inversion import cfl2  # noqa: E402
@@ -34,7 +34,7 @@ from qsmflow.algorithms.metrics import (  # noqa: E402
     xsim,
 )
 from qsmflow.constants import rad_per_ppm  # noqa: E402
-from qsmflow.dl.invert import invert_local_field  # noqa: E402
+from qsmflow.inversion import invert_local_field  # noqa: E402
 from qsmflow.simulation.phantom import acquire, build_head_model, rigid_pose  # noqa: E402
 
 B0_T, TE_S, PHASE_NOISE_RAD = 3.0, 0.020, 0.01
@@ -99,7 +99,6 @@ def evaluate(phantom, method: str, lam: float) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="benchmarks/results/inversion.json")
     parser.add_argument("--methods", nargs="+", default=["tkd", "cfl2", "ndi", "nsidl"])
     args = parser.parse_args(argv)
     lam = tune_cfl2_lambda()
@@ -115,9 +114,8 @@ def main(argv=None) -> int:
                   f"{row['hfen_percent']:6.1f}  XSIM {row['xsim']:.3f}  PSNR "
                   f"{row['psnr_db']:5.1f}  slope {row['dgm_slope']:.3f}  R2 {row['dgm_r2']:.3f}"
                   f"  {row['wall_s']:6.1f} s  {row['peak_rss_gb']:.2f} GB", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+    write_result("inversion", results, command="python benchmarks/bench_inversion.py",
+                 generator=f"{GENERATOR}; test seed {TEST_SEED}, CFL2 tuning seed {TUNING_SEED}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """Phase processing benchmark: speed on a 1 mm head, accuracy against coverage.
 
-    python benchmarks/bench_phase.py speed         [--out benchmarks/results/phase_speed.json]
-    python benchmarks/bench_phase.py accuracy      [--out .../phase_accuracy.json]
-    python benchmarks/bench_phase.py accuracy-1mm  [--out .../phase_accuracy_1mm.json]
+    python benchmarks/bench_phase.py speed         (writes benchmarks/results/phase_speed.json)
+    python benchmarks/bench_phase.py accuracy      (phase_accuracy.json)
+    python benchmarks/bench_phase.py accuracy-1mm  (phase_accuracy_1mm.json)
 
 speed: the MNI phantom on a 1 mm grid of 180 x 220 x 180, 5 echoes (3T, TE 4-24 ms, SNR
 80), built once in a child process and cached in the system temp folder, so that the timed
@@ -29,7 +29,6 @@ accuracy-1mm: the test head on a 1 mm grid, the main methods only.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from scipy import ndimage
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, measure  # noqa: E402
+from common import MNI_PHANTOM_GENERATOR, machine, measure, write_result  # noqa: E402
 
 from qsmflow.algorithms.bgremove import (  # noqa: E402
     default_vsharp_radii_mm,
@@ -103,7 +102,7 @@ def _time_transform(func, array, repeats=3):
     return float(np.median(times))
 
 
-def speed(out: Path) -> dict:
+def speed(out: str) -> dict:
     if not (CACHE / "brain.npy").exists():
         print(f"simulating the 1 mm phantom into {CACHE} (child process) ...", flush=True)
         subprocess.run([sys.executable, __file__, "make-speed-data"], check=True)
@@ -194,8 +193,8 @@ def speed(out: Path) -> dict:
     ratios = np.array(result["vsharp_ratios"])
     print("V-SHARP ratio in each repetition: " + ", ".join(f"{r:.2f}" for r in ratios)
           + f"; median {np.median(ratios):.2f}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result, command="python benchmarks/bench_phase.py speed",
+                 generator=f"{MNI_PHANTOM_GENERATOR}; test head, seed {HEADS['test head'][0]}")
     return result
 
 
@@ -278,7 +277,7 @@ def _rows(head_name, acq, voxel_size_mm, main_only=False):
     return rows, n_excluded, noise_floor
 
 
-def accuracy(out: Path, *, one_mm: bool = False, te_s=ACCURACY_TE_S) -> dict:
+def accuracy(out: str, *, one_mm: bool = False, te_s=ACCURACY_TE_S) -> dict:
     rows, excluded, noise = [], {}, {}
     if one_mm:
         acq = _phantom(ACCURACY_SHAPE_1MM, 1.0, te_s)
@@ -305,8 +304,12 @@ def accuracy(out: Path, *, one_mm: bool = False, te_s=ACCURACY_TE_S) -> dict:
                   voxel_size_mm=1.0 if one_mm else 2.0, te_s=list(te_s), snr=SNR,
                   excluded_phase_voxels=excluded, noise_share=noise,
                   rows=rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result,
+                 command="python benchmarks/bench_phase.py " + ("accuracy-1mm" if one_mm
+                                                                else "accuracy"),
+                 generator=f"{MNI_PHANTOM_GENERATOR}; test head seed {HEADS['test head'][0]}, "
+                 f"second head seed {HEADS['second head'][0]} (the refinement's "
+                 "regularisation was chosen on the second head)")
     return result
 
 
@@ -314,7 +317,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["speed", "accuracy", "accuracy-1mm",
                                          "make-speed-data"])
-    parser.add_argument("--out", type=Path)
     parser.add_argument("--te-ms", type=float, nargs="+",
                         help="echo times of the accuracy runs (default: 4 10 16 22 28)")
     args = parser.parse_args(argv)
@@ -322,12 +324,11 @@ def main(argv=None) -> int:
     if args.what == "make-speed-data":
         make_speed_data()
     elif args.what == "speed":
-        speed(args.out or REPO / "benchmarks" / "results" / "phase_speed.json")
+        speed("phase_speed")
     elif args.what == "accuracy-1mm":
-        accuracy(args.out or REPO / "benchmarks" / "results" / "phase_accuracy_1mm.json",
-                 one_mm=True, te_s=te_s)
+        accuracy("phase_accuracy_1mm", one_mm=True, te_s=te_s)
     else:
-        accuracy(args.out or REPO / "benchmarks" / "results" / "phase_accuracy.json", te_s=te_s)
+        accuracy("phase_accuracy", te_s=te_s)
     return 0
 
 

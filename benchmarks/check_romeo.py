@@ -29,6 +29,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
 from qsmflow.algorithms.bgremove import (  # noqa: E402
     default_vsharp_radii_mm,
     lbv,
@@ -132,17 +135,33 @@ def main(argv=None) -> int:
     field_hz = unwrapped / (2 * np.pi * dte)
     field_hz = (field_hz - np.median(field_hz[reliable])) * mask
     b0 = b0_direction_from_affine(affine)
+    bgremove = {}
     for name, run in [("V-SHARP", lambda: vsharp(field_hz, reliable, vsz)),
                       ("LBV", lambda: lbv(field_hz, reliable, vsz)),
                       ("LBV + refinement (default)", lambda: refine_with_dipole_model(
                           lambda f, m: lbv(f, m, vsz), field_hz, reliable, vsz, b0))]:
         t0 = time.perf_counter()
         local, eroded = run()
+        bgremove[name] = {"time_s": time.perf_counter() - t0,
+                          "coverage": float(eroded.sum() / mask.sum())}
         print(f"{name}: {time.perf_counter() - t0:.2f} s, keeps {eroded.sum() / mask.sum():.1%} "
               f"of the mask, local field {np.percentile(local[eroded], 1):.1f} to "
               f"{np.percentile(local[eroded], 99):.1f} Hz (1st-99th percentile)")
     print(f"V-SHARP radii: {np.round(default_vsharp_radii_mm(vsz), 2).tolist()} mm")
 
+    write_result("check_romeo", dict(
+        shape=list(magnitude.shape), voxel_size_mm=[float(v) for v in vsz],
+        te_s=[float(t) for t in te_s], mask_fraction=float(fraction),
+        unreliable_voxels=int(n_excluded), reliable_fraction=float(reliable.sum() / mask.sum()),
+        wraps_in_input=n_wrapped, differences_over_pi=n_over_pi, near_2pi=near_2pi,
+        largest_difference_rad=float(largest), wrap_hz=float(1 / dte),
+        largest_difference_hz=float(largest / (2 * np.pi * dte)),
+        noise_median_hz=float(np.median(noise)),
+        fit_residual_median_rad=[float(v) for v in np.median(np.abs(residual), axis=0)],
+        bgremove=bgremove, failures=failures, passed=not failures),
+        command="python benchmarks/check_romeo.py",
+        generator="real data: ../shared/data/romeo_small (7T multi-echo crop, ROMEO.jl test "
+        "data)")
     if failures:
         print("FAIL: " + "; ".join(failures))
         return 1

@@ -40,6 +40,14 @@ def machine() -> str:
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
 
 
+# The data generators the benchmarks use, named in every result.
+MNI_PHANTOM_GENERATOR = (
+    "qsmflow.simulation.phantom: MNI 2009a anatomy (nilearn) with AAL3 deep gray labels, "
+    "fields from the pipeline's own discrete dipole kernel on the output grid; NSIDL v1 was "
+    "trained on this generator, so its NSIDL rows are not held-out")
+BIDS_EXAMPLE_GENERATOR = ("bids_examples/ (qsmflow.simulation.bids_example, built on "
+                          "qsmflow.simulation.phantom)")
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
