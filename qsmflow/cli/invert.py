@@ -1,6 +1,6 @@
 """``qsmflow-invert``: dipole inversion of a local field map you already have.
 
-The same code path as the pipeline's inversion node (qsmflow.dl.invert).
+The same code path as the pipeline's inversion node (qsmflow.inversion).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from qsmflow.bids.errors import QSMInputError, QSMUsageError
-from qsmflow.dl.invert import INVERSION_METHODS
+from qsmflow.inversion import INVERSION_METHODS
 
 from .config import EXIT_OK, EXIT_USAGE
 
@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> Path:
     from qsmflow.algorithms.dipole import b0_direction_from_affine, voxel_size_from_affine
     from qsmflow.constants import hz_per_ppm
-    from qsmflow.dl.invert import invert_local_field
     from qsmflow.files import atomic_write, atomic_write_text
     from qsmflow.interfaces.images import load_data, save_like
+    from qsmflow.inversion import invert_local_field
 
     out = Path(args.out)
     if out.exists() and not args.force:

@@ -19,7 +19,7 @@ example: qsmflow /data/bids /data/derivatives/qsmflow participant --participant-
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: they pull in torch and pandas, and main() builds the
     # parser inside its error handling, so that even Ctrl-C during startup is one line.
-    from qsmflow.dl.invert import INVERSION_METHODS
+    from qsmflow.inversion import INVERSION_METHODS
     from qsmflow.reports.roi import CHI_REFERENCES
 
     p = argparse.ArgumentParser(

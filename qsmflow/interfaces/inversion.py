@@ -15,7 +15,7 @@ from nipype.interfaces.base import (
 from qsmflow.algorithms.dipole import b0_direction_from_affine, voxel_size_from_affine
 from qsmflow.algorithms.fourier import fft_threads
 from qsmflow.constants import hz_per_ppm
-from qsmflow.dl.invert import INVERSION_METHODS, invert_local_field
+from qsmflow.inversion import INVERSION_METHODS, invert_local_field
 
 from .images import load_data, output_path, save_like
 

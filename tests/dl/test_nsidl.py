@@ -6,7 +6,6 @@ import torch
 
 from qsmflow.algorithms.dipole import forward_field_ppm
 from qsmflow.constants import rad_per_ppm
-from qsmflow.dl.invert import invert_local_field
 from qsmflow.dl.nsidl import NSIDL, NSIDLConfig
 from qsmflow.dl.operators import DipoleOperator
 from qsmflow.dl.weights import (
@@ -16,6 +15,7 @@ from qsmflow.dl.weights import (
     load_nsidl,
     sha256_file,
 )
+from qsmflow.inversion import invert_local_field
 
 HAVE_WEIGHTS = default_weights_path().is_file()
 
