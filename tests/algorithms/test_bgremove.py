@@ -1,4 +1,5 @@
-"""V-SHARP removes the field of external sources and keeps that of internal ones."""
+"""Background removal: V-SHARP and LBV separate internal from external sources; the dipole-model
+refinement recovers part of the field of sources at the surface."""
 
 import numpy as np
 import pytest
