@@ -22,9 +22,8 @@ from bench_inversion import TUNING_SEED, demean, make_phantom  # noqa: E402
 from qsmflow.algorithms.metrics import nrmse_percent, roi_regression  # noqa: E402
 from qsmflow.dl.nsidl import NSIDL, NSIDLConfig  # noqa: E402
 from qsmflow.dl.operators import DipoleOperator  # noqa: E402
-from qsmflow.dl.synthetic import random_head_models, sample_batch  # noqa: E402
-from qsmflow.dl.train import VALIDATION_SEED_OFFSET  # noqa: E402
-from qsmflow.dl.train import nrmse_percent as nrmse_t  # noqa: E402
+from qsmflow.training.synthetic import random_head_models, sample_batch  # noqa: E402
+from qsmflow.training.train import VALIDATION_SEED_OFFSET, batch_nrmse_percent  # noqa: E402
 
 LESIONS = (("hemorrhage", (20.0, 14.0, 8.0), 5.0), ("calcification", (-18.0, -24.0, 16.0), 4.0))
 
@@ -49,7 +48,7 @@ def main(argv=None) -> int:
         for b in batches:
             history = model(b.operator, b.field_ppm, b.mask, b.weight, b.phase_scale,
                             return_all=True)
-            per_iteration += [nrmse_t(h, b.chi_ppm, b.mask) for h in history]
+            per_iteration += [batch_nrmse_percent(h, b) for h in history]
     print("validation patches, NRMSE % per iterate:",
           np.round(per_iteration / len(batches), 2).tolist())
     phantom = make_phantom(TUNING_SEED, LESIONS, shape=(90, 108, 90), voxel_mm=2.0)

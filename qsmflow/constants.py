@@ -9,6 +9,10 @@ PPM = 1e-6
 # air +0.36 ppm in SI volume units; Schenck 1996).
 AIR_MINUS_TISSUE_CHI_PPM = 9.41
 
+# Truncated k-space division: |D| below this (unitless) is replaced by +-threshold in the
+# inverse kernel (Shmueli 2009; Wharton 2010 use 0.19 in the same sense).
+TKD_THRESHOLD = 0.19
+
 
 def hz_per_ppm(b0_t: float) -> float:
     """Frequency shift in Hz produced by a 1 ppm field perturbation at ``b0_t``."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from qsmflow.constants import TKD_THRESHOLD
+
 from .dipole import dipole_kernel_rfft
 from .fourier import fast_padded_shape, irfftn, kspace_grid, pad_to, rfftn
 
@@ -30,18 +32,28 @@ def _padded_problem(local_field_ppm, mask, voxel_size_mm, b0_direction, pad_vox)
     return field_p, inner, padded_shape, kernel
 
 
-def tkd(local_field_ppm, mask, voxel_size_mm, b0_direction, *, threshold=0.19, pad_vox=None):
-    """Truncated k-space division: ``chi = F^-1[F(field) / D]`` with ``|D| >= threshold``.
-
-    Where ``|D| < threshold`` the inverse is set to ``sign(D) / threshold``.
-    """
-    field_p, inner, shape, kernel = _padded_problem(
-        local_field_ppm, mask, voxel_size_mm, b0_direction, pad_vox)
+def tkd_inverse_kernel(kernel, threshold: float = TKD_THRESHOLD) -> np.ndarray:
+    """The truncated inverse of a dipole kernel: ``1 / D`` where ``|D| >= threshold``,
+    ``sign(D) / threshold`` elsewhere (``+1 / threshold`` where ``D = 0``), and 0 at
+    ``k = 0`` (the last three axes are k-space; leading axes, as a batch, are kept)."""
+    kernel = np.asarray(kernel)
     safe = np.where(np.abs(kernel) < threshold, np.where(kernel < 0, -threshold, threshold),
                     kernel)
     inverse = 1.0 / safe
-    inverse[0, 0, 0] = 0.0
-    chi = irfftn(rfftn(field_p) * inverse, shape)[inner]
+    inverse[..., 0, 0, 0] = 0.0
+    return inverse
+
+
+def tkd(local_field_ppm, mask, voxel_size_mm, b0_direction, *, threshold=TKD_THRESHOLD,
+        pad_vox=None):
+    """Truncated k-space division: ``chi = F^-1[F(field) / D]`` with ``|D| >= threshold``.
+
+    Where ``|D| < threshold`` the inverse is set to ``sign(D) / threshold``
+    (:func:`tkd_inverse_kernel`).
+    """
+    field_p, inner, shape, kernel = _padded_problem(
+        local_field_ppm, mask, voxel_size_mm, b0_direction, pad_vox)
+    chi = irfftn(rfftn(field_p) * tkd_inverse_kernel(kernel, threshold), shape)[inner]
     return chi * np.asarray(mask, bool)
 
 

@@ -18,7 +18,12 @@ XSIM_K1, XSIM_K2, XSIM_RANGE_PPM = 0.01, 0.001, 1.0
 
 
 def nrmse_percent(estimate, truth, mask) -> float:
+    """``100 ||estimate - truth|| / ||truth||`` over the voxels of ``mask``.
+
+    The one NRMSE of qsmflow: benchmarks, tests and NSIDL's training validation use it.
+    """
     mask = np.asarray(mask, bool)
+    estimate, truth = np.asarray(estimate), np.asarray(truth)
     return float(100 * np.linalg.norm((estimate - truth)[mask]) / np.linalg.norm(truth[mask]))
 
 
@@ -27,7 +32,7 @@ def hfen_percent(estimate, truth, mask) -> float:
     mask = np.asarray(mask, bool)
     log_e = ndimage.gaussian_laplace(estimate * mask, HFEN_SIGMA_VOX)
     log_t = ndimage.gaussian_laplace(truth * mask, HFEN_SIGMA_VOX)
-    return float(100 * np.linalg.norm((log_e - log_t)[mask]) / np.linalg.norm(log_t[mask]))
+    return nrmse_percent(log_e, log_t, mask)
 
 
 def psnr_db(estimate, truth, mask) -> float:

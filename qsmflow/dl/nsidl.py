@@ -17,8 +17,11 @@ This file holds the model only: no training loop, no file I/O.
 
 References
 ----------
-NSIDL: nonlinear susceptibility inversion deep learning (2024-25), as described in
-the project brief; architecture choices are ours and listed in the model card.
+Guo H, Zhang Z. Nonlinear susceptibility inversion deep learning model for robust
+quantitative susceptibility mapping. Proc Intl Soc Mag Reson Med (ISMRM) 2024, abstract
+5006 (NSIDL; journal version 2025: "Nonlinear inversion model-driven deep learning method
+for magnetic resonance imaging (MRI) quantitative susceptibility mapping imaging"). The
+papers publish no code or weights; architecture choices are ours, listed in the model card.
 Lai KW, Aggarwal M, van Zijl P, Li X, Sulam J. Learned proximal networks for
 quantitative susceptibility mapping. MICCAI 2020 (LPCNN).
 Polak D, et al. Nonlinear dipole inversion (NDI). NMR Biomed 2020;33:e4271.

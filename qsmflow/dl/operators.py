@@ -8,6 +8,8 @@ from torch import nn
 
 from qsmflow.algorithms.dipole import dipole_kernel_rfft
 from qsmflow.algorithms.fourier import fast_padded_shape
+from qsmflow.algorithms.inversion import tkd_inverse_kernel
+from qsmflow.constants import TKD_THRESHOLD
 
 
 class DipoleOperator(nn.Module):
@@ -75,14 +77,11 @@ class DipoleOperator(nn.Module):
     def forward(self, chi_ppm: torch.Tensor) -> torch.Tensor:
         return self.A(chi_ppm)
 
-    def tkd(self, field_ppm: torch.Tensor, threshold: float = 0.19) -> torch.Tensor:
-        """Truncated k-space division with the same kernel and padding."""
-        k = self.kernel
-        safe = torch.where(k.abs() < threshold,
-                           torch.where(k < 0, -threshold, threshold).to(k.dtype), k)
-        inverse = 1.0 / safe
-        inverse[..., 0, 0, 0] = 0.0
-        return self._apply_symbol(field_ppm, inverse)
+    def tkd(self, field_ppm: torch.Tensor, threshold: float = TKD_THRESHOLD) -> torch.Tensor:
+        """Truncated k-space division with the same kernel and padding: the inverse
+        kernel is :func:`qsmflow.algorithms.inversion.tkd_inverse_kernel` of this one."""
+        inverse = tkd_inverse_kernel(self.kernel.cpu().numpy(), threshold)
+        return self._apply_symbol(field_ppm, torch.from_numpy(inverse).to(self.kernel))
 
 
 def nonlinear_data_gradient(operator: DipoleOperator, chi_ppm, phase_rad, weight_sq,

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from qsmflow.algorithms.dipole import forward_field_ppm
-from qsmflow.algorithms.inversion import cfl2, ndi, tkd
+from qsmflow.algorithms.inversion import cfl2, ndi, tkd, tkd_inverse_kernel
+from qsmflow.algorithms.metrics import nrmse_percent
+from qsmflow.constants import TKD_THRESHOLD
 
 
 def _phantom(shape, rng):
@@ -22,7 +24,7 @@ def _phantom(shape, rng):
 
 
 def _nrmse(x, y, mask):
-    return np.linalg.norm((x - y)[mask]) / np.linalg.norm(y[mask])
+    return nrmse_percent(x, y, mask) / 100
 
 
 @pytest.mark.parametrize("method,tol", [("tkd", 0.55), ("cfl2", 0.55), ("ndi", 0.45)])
@@ -54,3 +56,11 @@ def test_ndi_in_the_nonlinear_regime_beats_tkd(rng):
     error_ndi = _nrmse(estimate, chi, mask)
     assert error_ndi < 0.30
     assert error_ndi < 0.9 * _nrmse(tkd(field, mask, vsz, b0), chi, mask)
+
+
+def test_tkd_inverse_kernel_truncates_at_the_threshold():
+    t = TKD_THRESHOLD
+    kernel = np.array([0.0, 0.5, -0.5, 0.9 * t, -0.9 * t, 0.0, t, -2 / 3])[None, None, :]
+    inverse = tkd_inverse_kernel(kernel)
+    expected = [0.0, 2.0, -2.0, 1 / t, -1 / t, 1 / t, 1 / t, -1.5]  # k = 0 first: set to 0
+    np.testing.assert_allclose(inverse[0, 0], expected, rtol=1e-15)

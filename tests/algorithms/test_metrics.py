@@ -25,3 +25,11 @@ def test_roi_regression_recovers_slope():
     slope, r2 = roi_regression(0.8 * truth + 0.01, truth, labels, np.ones(labels.shape, bool),
                                range(1, 6))
     assert slope == pytest.approx(0.8) and r2 == pytest.approx(1.0)
+
+
+def test_nrmse_counts_only_the_mask(rng):
+    truth = np.ones((6, 5, 4))
+    mask = np.zeros(truth.shape, bool)
+    mask[:3] = True
+    estimate = np.where(mask, 1.2, rng.normal(size=truth.shape))  # garbage outside
+    assert nrmse_percent(estimate, truth, mask) == pytest.approx(20.0, rel=1e-12)

@@ -63,3 +63,14 @@ def test_nonlinear_gradient_matches_autograd_and_finite_differences(operator, rn
         minus = nonlinear_data_loss(operator, chi - eps * direction, phase, weight_sq, s)
     numeric = (plus - minus) / (2 * eps)
     assert float(abs(numeric - torch.sum(analytic * direction)) / abs(numeric)) < 1e-6
+
+
+def test_tkd_matches_the_numpy_tkd(operator, rng):
+    """One truncated inverse (algorithms.inversion.tkd_inverse_kernel) serves both."""
+    from qsmflow.algorithms.inversion import tkd
+
+    field = rng.normal(size=(37, 31, 23))
+    expected = tkd(field, np.ones(field.shape, bool), (0.9, 1.0, 1.7), (0.2, -0.3, 0.93))
+    got = operator.double().tkd(torch.from_numpy(field)[None, None])[0, 0].numpy()
+    # The operator's kernel buffer is float32: 1e-7 relative on a kernel up to 1/0.19.
+    np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())

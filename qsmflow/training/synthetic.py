@@ -18,10 +18,9 @@ import torch
 from scipy import ndimage
 
 from qsmflow.constants import rad_per_ppm
+from qsmflow.dl.operators import DipoleOperator
 from qsmflow.simulation.anatomy import load_mni_anatomy
 from qsmflow.simulation.phantom import HeadModel, build_head_model
-
-from .operators import DipoleOperator
 
 B0_CHOICES_T = (1.5, 3.0, 3.0, 7.0)  # 3T twice: the most common field
 TE_RANGE_S = (0.008, 0.025)  # effective (mean) echo time of multi-echo protocols

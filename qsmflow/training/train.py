@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qsmflow.algorithms.metrics import nrmse_percent
+from qsmflow.dl.nsidl import CHI_SCALE_PPM, NSIDL, NSIDLConfig
 from qsmflow.files import atomic_write, sha256_file
 
-from .nsidl import CHI_SCALE_PPM, NSIDL, NSIDLConfig
 from .synthetic import random_head_models, sample_batch
 
 TRAIN_SEED_OFFSET = 0
@@ -34,9 +35,11 @@ def masked_l1(prediction, target, mask):
     return (torch.abs(prediction - target) * mask).sum() / mask.sum().clamp(min=1)
 
 
-def nrmse_percent(prediction, target, mask) -> float:
-    diff = ((prediction - target) * mask).norm()
-    return float(100 * diff / (target * mask).norm().clamp(min=1e-12))
+def batch_nrmse_percent(prediction: torch.Tensor, batch) -> float:
+    """NRMSE (%) of a batch's estimate against its truth, over the whole batch's masks
+    (:func:`qsmflow.algorithms.metrics.nrmse_percent`, the one definition)."""
+    numpy = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    return nrmse_percent(numpy(prediction), numpy(batch.chi_ppm), numpy(batch.mask) > 0.5)
 
 
 def validate(model, batches) -> dict:
@@ -45,8 +48,8 @@ def validate(model, batches) -> dict:
     with torch.no_grad():
         for b in batches:
             chi = model(b.operator, b.field_ppm, b.mask, b.weight, b.phase_scale)
-            nsidl.append(nrmse_percent(chi, b.chi_ppm, b.mask))
-            tkd.append(nrmse_percent(b.operator.tkd(b.field_ppm) * b.mask, b.chi_ppm, b.mask))
+            nsidl.append(batch_nrmse_percent(chi, b))
+            tkd.append(batch_nrmse_percent(b.operator.tkd(b.field_ppm) * b.mask, b))
     model.train()
     return {"nrmse_nsidl_percent": float(np.mean(nsidl)), "nrmse_tkd_percent": float(np.mean(tkd))}
 
