@@ -46,9 +46,12 @@ REFERENCES = {
                   "Adalsteinsson E, Setsompop K, Bilgic B. Nonlinear dipole inversion (NDI) "
                   "enables robust quantitative susceptibility mapping (QSM). NMR Biomed "
                   "2020;33:e4271.",
-    "NSIDL 2024-25": "NSIDL: nonlinear susceptibility inversion deep learning (2024-25). "
-                     "qsmflow's implementation, its training data and its weights are "
-                     f"described in the model card, {MODEL_CARD}.",
+    "NSIDL 2024-25": "Guo H, Zhang Z. Nonlinear susceptibility inversion deep learning model "
+                     "for robust quantitative susceptibility mapping. Proc Intl Soc Mag Reson "
+                     "Med (ISMRM) 2024, abstract 5006 (NSIDL; journal version 2025: Nonlinear "
+                     "inversion model-driven deep learning method for MRI quantitative "
+                     "susceptibility mapping imaging). qsmflow's implementation, its training "
+                     f"data and its weights are described in the model card, {MODEL_CARD}.",
     "Lai 2020": "Lai KW, Aggarwal M, van Zijl P, Li X, Sulam J. Learned proximal networks "
                 "for quantitative susceptibility mapping. MICCAI 2020:125-135 (LPCNN).",
     "Avants 2008": "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic "
