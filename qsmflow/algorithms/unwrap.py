@@ -197,19 +197,3 @@ def laplacian_unwrap(phase_rad: np.ndarray, voxel_size_mm, mask=None) -> np.ndar
     return sp_fft.idctn(spectrum, type=2, norm="ortho", workers=fft_workers(),
                         overwrite_x=True)
 
-
-def snap_to_wrapped(estimate_rad: np.ndarray, wrapped_rad: np.ndarray, mask=None) -> np.ndarray:
-    """Make a smooth unwrapped estimate consistent with the measured wrapped phase.
-
-    Returns ``wrapped + 2 pi k`` with the integer ``k`` that brings it closest to
-    ``estimate``, after aligning the estimate's arbitrary constant. The result keeps
-    the measured phase differences exactly, where the Laplacian estimate alone is off
-    by a smooth harmonic term.
-    """
-    estimate_rad = np.asarray(estimate_rad, dtype=np.float64)
-    wrapped_rad = np.asarray(wrapped_rad, dtype=np.float64)
-    region = np.ones(estimate_rad.shape, bool) if mask is None else np.asarray(mask, bool)
-    constant = np.angle(np.sum(np.exp(1j * (wrapped_rad - estimate_rad))[region]))
-    aligned = estimate_rad + constant
-    k = np.round((aligned - wrapped_rad) / (2 * np.pi))
-    return wrapped_rad + 2 * np.pi * k
