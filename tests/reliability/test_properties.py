@@ -16,7 +16,12 @@ from hypothesis import strategies as st
 
 from qsmflow.bids.discovery import MAX_PLAUSIBLE_B0_T, MAX_PLAUSIBLE_TE_S, find_gre_runs
 from qsmflow.bids.errors import QSMInputError
-from qsmflow.bids.naming import CANONICAL_ENTITY_ORDER, bids_filename, derivative_path
+from qsmflow.bids.naming import (
+    CANONICAL_ENTITY_ORDER,
+    ENTITIES,
+    bids_filename,
+    derivative_path,
+)
 from qsmflow.bids.phase_units import phase_to_radians
 from tests.bids.conftest import make_skeleton
 
@@ -154,9 +159,18 @@ LABELS = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0
 ENTITY_NAMES = [name for name, _ in CANONICAL_ENTITY_ORDER]
 
 
+def _valid_value(entity):  # by the schema's format and enum of each entity
+    if entity.allowed:
+        return st.sampled_from(entity.allowed)
+    return st.integers(0, 999).map(str) if entity.pattern == "[0-9]+" else LABELS
+
+
+ENTITY_VALUES = st.sampled_from(ENTITIES[1:]).flatmap(
+    lambda e: st.tuples(st.just(e.name), _valid_value(e) | st.none()))
+
+
 @PROPERTY
-@given(entities=st.dictionaries(st.sampled_from(ENTITY_NAMES[1:]), LABELS | st.none()),
-       subject=LABELS, suffix=LABELS)
+@given(entities=st.lists(ENTITY_VALUES).map(dict), subject=LABELS, suffix=LABELS)
 def test_any_entities_give_a_parsable_name_in_canonical_order(entities, subject, suffix):
     entities = {**entities, "subject": subject}
     name = bids_filename(entities, suffix, ".nii.gz")
@@ -178,4 +192,4 @@ def test_any_entities_give_a_parsable_name_in_canonical_order(entities, subject,
 def test_labels_that_would_break_a_name_are_refused(good, bad):
     for label in (bad, good + bad, bad + good):
         with pytest.raises(ValueError, match="alphanumeric"):
-            bids_filename({"subject": good, "run": label}, "Chimap", ".nii.gz")
+            bids_filename({"subject": good, "acquisition": label}, "Chimap", ".nii.gz")
