@@ -1,54 +1,189 @@
-"""Phase scaling by the known convention of the data type, never by observed min/max."""
+"""Phase in radians from the unit its file is stored in: never from its observed min/max.
+
+A phase image of a head wraps many times, so its values span nearly the whole range of
+the unit they are stored in (a 51 x 51 x 41 crop of a 7 T scan spans 99.98% of -pi..pi).
+The unit is taken, in this order, from the user's ``--phase-units``, from the sidecar
+(BIDS ``Units``; ``Manufacturer`` with ``ConversionSoftware``), or from a range of values
+that covers at least :data:`MIN_RANGE_COVERAGE` of exactly one known convention. The
+conventions' widths differ by more than that fraction, so at most one can match. Anything
+else is refused with the file, its range and ``--phase-units`` named.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import QSMInputError
 
-# Integer phase conventions (inclusive ranges) and their mapping onto radians.
-SIEMENS_SIGNED_RANGE = (-4096, 4095)  # dcm2niix, Siemens: -4096..4095 -> -pi..pi
-UNSIGNED_12BIT_RANGE = (0, 4095)  # 0..4095 -> -pi..pi
-RADIANS_TOLERANCE = 1e-3
+PHASE_UNITS = ("rad", "siemens", "mrad", "deg")  # the choices of --phase-units
+PHASE_SIGNS = (1, -1)  # the choices of --phase-sign
+MIN_RANGE_COVERAGE = 0.9  # fraction of a convention's range a phase image must span
+OPTION_SOURCE = "--phase-units"  # GRERun.phase_units_from when the user gave the unit
+_UNITS_KEY_VALUES = {"rad": "rad", "radian": "rad", "radians": "rad",
+                     "mrad": "mrad", "milliradian": "mrad", "milliradians": "mrad",
+                     "deg": "deg", "degree": "deg", "degrees": "deg"}
 
 
-def phase_to_radians(values: np.ndarray, *, is_integer_type: bool, source: str) -> np.ndarray:
-    """Convert stored phase values to radians in [-pi, pi).
+@dataclass(frozen=True)
+class PhaseConvention:
+    """One way of storing phase: ``phase_rad = value * rad_per_unit + offset_rad``."""
 
-    Float data already in [-pi, pi] is radians. Integer-typed data (or float data holding
-    integers outside [-pi, pi]) is scanner units: 0..4095 is mapped to [-pi, pi), and
-    -4096..4095 to [-pi, pi). Integer-typed data within [-pi, pi] (such as int16 images
-    of radians rounded by a converter) cannot be told apart from a tiny scanner range and
-    is refused. Anything else is refused with an explanation.
+    units: str  # the --phase-units choice it belongs to
+    low: float
+    high: float
+    rad_per_unit: float
+    offset_rad: float = 0.0
+    slack: float = 0.0  # values this far outside low..high still fit (rounding)
+    integer: bool = False  # the values must be whole numbers
+
+    @property
+    def name(self) -> str:
+        scale = {"rad": "radians", "siemens": "Siemens units", "mrad": "milliradians",
+                 "deg": "degrees"}[self.units]
+        text = {np.pi: "pi", 2 * np.pi: "2pi", -np.pi: "-pi"}
+        return f"{scale} {text.get(self.low, f'{self.low:g}')}.." \
+               f"{text.get(self.high, f'{self.high:g}')}"
+
+    def fits(self, low: float, high: float, integral: bool) -> bool:
+        return (integral or not self.integer) and low >= self.low - self.slack and \
+            high <= self.high + self.slack
+
+    def coverage(self, low: float, high: float) -> float:
+        return (high - low) / (self.high - self.low)
+
+
+CONVENTIONS = (
+    PhaseConvention("rad", -np.pi, np.pi, 1.0, slack=1e-3),
+    PhaseConvention("rad", 0.0, 2 * np.pi, 1.0, slack=1e-3),
+    # dcm2niix: the DICOM's 0..4095 with slope 2 and intercept -4096 -> -4096..4094.
+    PhaseConvention("siemens", -4096, 4095, np.pi / 4096, integer=True),
+    PhaseConvention("siemens", 0, 4095, 2 * np.pi / 4096, -np.pi, integer=True),
+    PhaseConvention("mrad", -3142, 3142, 1e-3, slack=0.5),
+    PhaseConvention("mrad", 0, 6283, 1e-3, slack=0.5),
+    PhaseConvention("deg", -180, 180, np.pi / 180, slack=0.5),
+    PhaseConvention("deg", 0, 360, np.pi / 180, slack=0.5),
+)
+
+
+def phase_units_from_metadata(metadata: dict, *, source: str) -> tuple[str | None, str]:
+    """``(units, where it was read)`` from a phase sidecar, or ``(None, "")``.
+
+    BIDS ``Units`` of a ``part-phase`` file is ``rad`` or ``arbitrary``; ``arbitrary``
+    says nothing about the scale. Siemens phase converted by dcm2niix is stored in
+    Siemens units (-4096..4095).
+    """
+    units = metadata.get("Units")
+    if units is not None:
+        value = _UNITS_KEY_VALUES.get(str(units).strip().lower())
+        if value is not None:
+            return value, f'its sidecar\'s "Units": "{units}"'
+        if str(units).strip().lower() != "arbitrary":
+            raise QSMInputError(
+                f"{source}: the sidecar's \"Units\": {units!r} is not a unit of phase that "
+                "qsmflow knows (BIDS allows \"rad\" or \"arbitrary\" for part-phase files). "
+                "Correct the sidecar, or give the unit with --phase-units "
+                f"{{{','.join(PHASE_UNITS)}}}.")
+    manufacturer = str(metadata.get("Manufacturer", ""))
+    software = str(metadata.get("ConversionSoftware", ""))
+    if "siemens" in manufacturer.lower() and "dcm2niix" in software.lower():
+        return "siemens", f"its sidecar (Manufacturer {manufacturer}, converted by {software})"
+    return None, ""
+
+
+def _range_text(low: float, high: float, integral: bool) -> str:
+    return f"{'integers ' if integral else ''}from {low:g} to {high:g}"
+
+
+def phase_convention(values: np.ndarray, *, source: str, units: str | None = None,
+                     units_from: str = "") -> PhaseConvention:
+    """The convention ``values`` are stored in.
 
     Parameters
     ----------
     values : ndarray
-        The stored (scaled by the NIfTI slope/intercept) phase values.
-    is_integer_type : bool
-        Whether the file's on-disk data type is an integer type.
+        Finite phase values as stored (after the NIfTI slope and intercept).
     source : str
-        File name, used in error messages.
+        The file, named in error messages.
+    units : {"rad", "siemens", "mrad", "deg"}, optional
+        The unit from the user (``units_from == OPTION_SOURCE``: trusted whatever the
+        range, as long as the values fit it) or from the sidecar (checked against the
+        range: a range that says another unit is refused). Without it, the range decides.
+    units_from : str
+        Where ``units`` comes from, for messages.
+
+    Raises
+    ------
+    QSMInputError
+        The range fits no known convention, more than one, or contradicts ``units``;
+        or the phase is radians rounded to whole numbers.
     """
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         raise QSMInputError(f"{source}: the phase image has no finite values.")
-    lo, hi = float(finite.min()), float(finite.max())
-    integral = bool(np.all(np.equal(np.mod(finite, 1), 0)))
-    if lo >= -np.pi - RADIANS_TOLERANCE and hi <= np.pi + RADIANS_TOLERANCE:
-        if is_integer_type and integral and (hi - lo) > 0 and hi <= 4:
+    low, high = float(finite.min()), float(finite.max())
+    integral = bool(np.all(np.mod(finite, 1) == 0))
+    observed = _range_text(low, high, integral)
+    by_range = [c for c in CONVENTIONS if c.fits(low, high, integral)
+                and c.coverage(low, high) >= MIN_RANGE_COVERAGE]
+    if units is not None:
+        fitting = [c for c in CONVENTIONS if c.units == units and c.fits(low, high, integral)]
+        if not fitting:
+            known = " or ".join(c.name for c in CONVENTIONS if c.units == units)
             raise QSMInputError(
-                f"{source}: the phase is stored as integers between {lo:g} and {hi:g}. "
-                "That looks like radians rounded to whole numbers, which destroys the "
-                "phase. Re-export the phase as floating-point radians or in scanner "
-                "units (0..4095 or -4096..4095).")
-        return np.clip(values, -np.pi, np.pi)
-    if integral and lo >= UNSIGNED_12BIT_RANGE[0] and hi <= UNSIGNED_12BIT_RANGE[1]:
-        return values / 4096.0 * 2 * np.pi - np.pi
-    if integral and lo >= SIEMENS_SIGNED_RANGE[0] and hi <= SIEMENS_SIGNED_RANGE[1]:
-        return values / 4096.0 * np.pi
-    raise QSMInputError(
-        f"{source}: phase values range from {lo:g} to {hi:g}, which is neither radians "
-        "(-pi..pi) nor a known scanner range (0..4095 or -4096..4095). Convert the phase "
-        "to radians before running qsmflow.")
+                f"{source}: {units_from} says the phase is in {units}, but its values range "
+                f"{observed}, outside {known}. Check the unit and give the right one with "
+                f"--phase-units {{{','.join(PHASE_UNITS)}}}.")
+        if units_from != OPTION_SOURCE and by_range and by_range[0].units != units:
+            raise QSMInputError(
+                f"{source}: {units_from} says the phase is in {units}, but its values range "
+                f"{observed}, which is the whole range of {by_range[0].name}. Give the unit "
+                f"with --phase-units {{{','.join(PHASE_UNITS)}}} (for example "
+                f"--phase-units {by_range[0].units}), or correct the sidecar.")
+        convention = max(fitting, key=lambda c: c.coverage(low, high))
+    elif len(by_range) == 1:
+        convention = by_range[0]
+    else:
+        near = [f"{c.coverage(low, high):.0%} of {c.name}" for c in CONVENTIONS
+                if c.fits(low, high, integral)]
+        raise QSMInputError(
+            f"{source}: the phase values range {observed}"
+            + (f", which spans only {', '.join(near)}" if near else "")
+            + ". A phase image wraps many times over a head and spans nearly all of the "
+            f"range of its unit (at least {MIN_RANGE_COVERAGE:.0%}), so the unit cannot be "
+            "told from these values, and the sidecar does not give it. Check that this "
+            "is the phase of the scan, then give its unit with --phase-units "
+            f"{{{','.join(PHASE_UNITS)}}} (or \"Units\": \"rad\" in the sidecar of "
+            "floating-point radians).")
+    if convention.units == "rad" and integral and high > low:
+        raise QSMInputError(
+            f"{source}: the phase is stored as integers from {low:g} to {high:g}. That "
+            "looks like radians rounded to whole numbers, which destroys the phase. "
+            "Re-export the phase as floating-point radians or in scanner units "
+            "(-4096..4095).")
+    return convention
+
+
+def phase_to_radians(values: np.ndarray, *, source: str, units: str | None = None,
+                     units_from: str = "") -> np.ndarray:
+    """Stored phase values in radians, wrapped to [-pi, pi).
+
+    Non-finite values are ignored when the convention is decided and stay non-finite.
+    See :func:`phase_convention` for the parameters and the refusals.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    convention = phase_convention(values, source=source, units=units, units_from=units_from)
+    phase_rad = values * convention.rad_per_unit + convention.offset_rad
+    return np.mod(phase_rad + np.pi, 2 * np.pi) - np.pi
+
+
+def polar_from_complex(real: np.ndarray, imag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitude and phase (rad, in [-pi, pi]) of ``real + i imag``.
+
+    The complex value is formed first, so that nothing passes through a wrapped phase
+    (any common scale of real and imaginary parts cancels in the phase).
+    """
+    signal = np.asarray(real, dtype=np.float64) + 1j * np.asarray(imag, dtype=np.float64)
+    return np.abs(signal), np.angle(signal)

@@ -8,7 +8,7 @@ import numpy as np
 from .discovery import GRERun
 from .errors import QSMInputError
 from .nifti import open_nifti, read_nifti_data
-from .phase_units import phase_to_radians
+from .phase_units import phase_convention, polar_from_complex
 
 AFFINE_TOLERANCE_MM = 1e-3
 
@@ -19,14 +19,15 @@ def _load_header(path: str):
 
 
 def validate_run_images(run: GRERun) -> list[str]:
-    """Check that every echo has the same 3-D grid and readable data.
+    """Check that every echo has the same 3-D grid and readable data, that the unit of
+    the phase is known (``phase_units.phase_convention``), and that there is signal.
 
     Returns warnings (for example about non-finite voxels), raises ``QSMInputError``
     for anything that would make the results wrong.
     """
     warnings = list(run.warnings)
     reference = None
-    for path in run.magnitude_files + run.phase_files:
+    for path in run.files:
         img, shape = _load_header(path)
         if len(shape) == 4 and shape[3] > 1:
             raise QSMInputError(
@@ -52,23 +53,31 @@ def validate_run_images(run: GRERun) -> list[str]:
         if n_bad:
             warnings.append(f"{path}: {n_bad} NaN/Inf voxels were set to zero")
         if path in run.phase_files:
-            phase_to_radians(np.where(np.isfinite(data), data, 0), source=path,
-                             is_integer_type=np.issubdtype(img.get_data_dtype(), np.integer))
+            phase_convention(data, source=path, units=run.phase_units,
+                             units_from=run.phase_units_from)
         if path in run.magnitude_files:
-            finite = data[np.isfinite(data)]
-            if finite.size == 0 or not np.any(finite != 0):
-                raise QSMInputError(
-                    f"{path}: the magnitude image is zero everywhere, so this echo carries no "
-                    "signal (no brain mask or echo weighting can be made from it). Check the "
-                    "conversion of this echo from DICOM.")
+            _check_signal(data, path, "magnitude image")
+    for real, imag in zip(run.real_files, run.imag_files, strict=True):
+        magnitude, _ = polar_from_complex(*(np.nan_to_num(read_nifti_data(open_nifti(p), p))
+                                            for p in (real, imag)))
+        _check_signal(magnitude, f"{real} and {imag}", "complex signal")
     return warnings
+
+
+def _check_signal(magnitude: np.ndarray, source: str, what: str) -> None:
+    finite = magnitude[np.isfinite(magnitude)]
+    if finite.size == 0 or not np.any(finite != 0):
+        raise QSMInputError(
+            f"{source}: the {what} is zero everywhere, so this echo carries no signal "
+            "(no brain mask or echo weighting can be made from it). Check the conversion of "
+            "this echo from DICOM.")
 
 
 def validate_same_grid(path, run: GRERun, what: str) -> None:
     """Check that a user-supplied native-space image (a brain mask, ROI labels) is 3-D and
     on the grid of ``run``'s echoes."""
     img, shape = _load_header(str(path))
-    reference = run.magnitude_files[0]
+    reference = run.files[0]
     ref = nib.load(reference)
     if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 1) or \
             shape[:3] != ref.shape[:3] or \

@@ -24,14 +24,26 @@ from qsmflow.algorithms.fourier import fft_threads
 from qsmflow.algorithms.masking import brain_mask
 from qsmflow.algorithms.unwrap import laplacian_unwrap, reliable_phase_mask
 from qsmflow.bids.errors import QSMInputError
-from qsmflow.bids.phase_units import phase_to_radians
+from qsmflow.bids.phase_units import (
+    PHASE_SIGNS,
+    PHASE_UNITS,
+    phase_to_radians,
+    polar_from_complex,
+)
 
-from .images import load_data, load_image, output_path, save_like
+from .images import load_data, output_path, save_like
 
 
 class _PrepareGREInputSpec(BaseInterfaceInputSpec):
-    magnitude_files = traits.List(File(exists=True), mandatory=True, desc="one file per echo")
-    phase_files = traits.List(File(exists=True), mandatory=True, desc="one file per echo")
+    magnitude_files = traits.List(File(exists=True), desc="one file per echo")
+    phase_files = traits.List(File(exists=True), desc="one file per echo")
+    real_files = traits.List(File(exists=True), desc="instead of magnitude and phase")
+    imag_files = traits.List(File(exists=True), desc="instead of magnitude and phase")
+    phase_units = traits.Enum(None, *PHASE_UNITS, usedefault=True,
+                              desc="unit of the phase files (default: from their range)")
+    phase_units_from = traits.Str("", usedefault=True, desc="where phase_units comes from")
+    phase_sign = traits.Enum(*PHASE_SIGNS, usedefault=True,
+                             desc="-1: the phase turns the other way")
 
 
 class _PrepareGREOutputSpec(TraitedSpec):
@@ -40,26 +52,45 @@ class _PrepareGREOutputSpec(TraitedSpec):
 
 
 class PrepareGRE(SimpleInterface):
-    """Stack echoes into 4-D magnitude and phase (rad); non-finite voxels become 0."""
+    """Stack echoes into 4-D magnitude and phase (rad); non-finite voxels become 0.
+
+    Phase files are converted by the unit of their convention
+    (``bids.phase_units.phase_to_radians``); real and imaginary files through their
+    complex value (``polar_from_complex``), never through a wrapped phase.
+    """
 
     input_spec = _PrepareGREInputSpec
     output_spec = _PrepareGREOutputSpec
 
-    def _run_interface(self, runtime):
-        mags, phases = [], []
-        affine = None
-        for mag_file, phase_file in zip(self.inputs.magnitude_files, self.inputs.phase_files,
-                                              strict=True):
+    def _echoes(self):
+        """``(magnitude, phase_rad, affine)`` of each echo; NaN where not finite."""
+        inputs = self.inputs
+        if isdefined(inputs.real_files) and inputs.real_files:
+            for real_file, imag_file in zip(inputs.real_files, inputs.imag_files,
+                                            strict=True):
+                real, affine = load_data(real_file)
+                magnitude, phase = polar_from_complex(real, load_data(imag_file)[0])
+                yield magnitude, phase, affine
+            return
+        for mag_file, phase_file in zip(inputs.magnitude_files, inputs.phase_files,
+                                        strict=True):
             magnitude, affine = load_data(mag_file)
-            phase_img = load_image(phase_file)
-            is_int = np.issubdtype(phase_img.get_data_dtype(), np.integer)
-            phase, _ = load_data(phase_file)
+            phase = phase_to_radians(load_data(phase_file)[0], source=phase_file,
+                                     units=inputs.phase_units,
+                                     units_from=inputs.phase_units_from)
+            yield np.abs(magnitude), phase, affine
+
+    def _run_interface(self, runtime):
+        mags, phases, affines = [], [], []
+        for magnitude, phase, affine in self._echoes():
             finite = np.isfinite(magnitude) & np.isfinite(phase)
-            magnitude = np.where(finite, np.abs(magnitude), 0.0)
-            phase = phase_to_radians(np.where(finite, phase, 0.0), is_integer_type=is_int,
-                                     source=phase_file)
-            mags.append(magnitude)
-            phases.append(phase)
+            mags.append(np.where(finite, magnitude, 0.0))
+            phases.append(np.where(finite, self.inputs.phase_sign * phase, 0.0))
+            affines.append(affine)
+        if not mags:
+            raise ValueError("PrepareGRE needs magnitude_files and phase_files, or "
+                             "real_files and imag_files")
+        affine = affines[0]
         self._results["magnitude"] = save_like(np.stack(mags, -1), affine,
                                                output_path("magnitude.nii.gz"))
         self._results["phase_rad"] = save_like(np.stack(phases, -1), affine,

@@ -53,13 +53,16 @@ def init_single_run_wf(
     from ``atlas`` registered to the run's magnitude; with neither, no table is made.
     """
     workflow = pe.Workflow(name=run_workflow_name(run))
-    qsm_wf = init_qsm_wf(echo_times_s=list(run.echo_times_s), b0_t=run.b0_t, **qsm_options)
-    qsm_wf.get_node("inputnode").inputs.magnitude_files = list(run.magnitude_files)
-    qsm_wf.get_node("inputnode").inputs.phase_files = list(run.phase_files)
+    qsm_wf = init_qsm_wf(echo_times_s=list(run.echo_times_s), b0_t=run.b0_t,
+                         phase_units=run.phase_units, phase_units_from=run.phase_units_from,
+                         phase_sign=run.phase_sign, **qsm_options)
+    for field in ("magnitude_files", "phase_files", "real_files", "imag_files"):
+        if getattr(run, field):
+            setattr(qsm_wf.get_node("inputnode").inputs, field, list(getattr(run, field)))
     static_metadata = {
         "EchoTime": list(run.echo_times_s), "MagneticFieldStrength": run.b0_t,
         "Sources": [f"bids:raw:{_relative_to_dataset(f)}"
-                    for f in run.magnitude_files + run.phase_files],
+                    for f in run.files],
         "GeneratedBy": [{"Name": "qsmflow", "Version": __version__}],
         **(provenance or {}),
     }
@@ -76,6 +79,7 @@ def init_single_run_wf(
         ("outputnode.eroded_mask", "inputnode.eroded_mask"),
         ("outputnode.total_field_hz", "inputnode.total_field_hz"),
         ("outputnode.local_field_hz", "inputnode.local_field_hz"),
+        ("outputnode.magnitude", "inputnode.magnitude"),
         ("outputnode.inversion_metadata", "inputnode.inversion_metadata")])])
     if labels is None and atlas is None:
         return workflow

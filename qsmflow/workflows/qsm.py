@@ -39,6 +39,9 @@ def init_qsm_wf(
     nsidl_weights: str | None = None,
     device: str = "cpu",
     omp_nthreads: int = 1,
+    phase_units: str | None = None,
+    phase_units_from: str = "",
+    phase_sign: int = 1,
     name: str = "qsm_wf",
 ) -> pe.Workflow:
     """Build the QSM chain for one run.
@@ -46,7 +49,10 @@ def init_qsm_wf(
     Inputs
     ------
     magnitude_files, phase_files
-        Echo files, sorted by echo number.
+        Echo files, sorted by echo number (``phase_units``, ``phase_units_from`` and
+        ``phase_sign``: see ``GRERun``).
+    real_files, imag_files
+        Instead of magnitude and phase: the real and imaginary parts of each echo.
 
     Outputs
     -------
@@ -67,13 +73,15 @@ def init_qsm_wf(
     # The same text is the methods paragraph of the participant report.
     workflow.__desc__ = qsm_methods(echo_times_s, b0_t, inversion, bgremove=bgremove,
                                     bgremove_refine=bgremove_refine)
-    inputnode = pe.Node(niu.IdentityInterface(fields=["magnitude_files", "phase_files"]),
+    inputnode = pe.Node(niu.IdentityInterface(fields=["magnitude_files", "phase_files",
+                                                      "real_files", "imag_files"]),
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
         "magnitude", "brain_mask", "reliable_mask", "eroded_mask", "total_field_hz",
         "local_field_hz", "chi_ppm", "weight", "inversion_metadata"]), name="outputnode")
 
-    prepare = pe.Node(PrepareGRE(), name="prepare")
+    prepare = pe.Node(PrepareGRE(phase_units=phase_units, phase_units_from=phase_units_from,
+                                 phase_sign=phase_sign), name="prepare")
     mask = pe.Node(BrainMask(erode_mm=mask_erode_mm), name="mask", mem_gb=STAGE_MEM_GB)
     if user_mask:
         mask.inputs.user_mask = user_mask
@@ -102,7 +110,8 @@ def init_qsm_wf(
 
     workflow.connect([
         (inputnode, prepare, [("magnitude_files", "magnitude_files"),
-                              ("phase_files", "phase_files")]),
+                              ("phase_files", "phase_files"), ("real_files", "real_files"),
+                              ("imag_files", "imag_files")]),
         (prepare, mask, [("magnitude", "magnitude")]),
         (prepare, combine, [("magnitude", "magnitude"), ("phase_rad", "phase_rad")]),
         (mask, combine, [("mask", "mask")]),

@@ -1,54 +1,194 @@
+"""Phase units: each convention recovers a known field; anything ambiguous is refused.
+
+The known field is a linear ramp of -80..80 Hz with a 0.7 rad phase offset, sampled at
+four echoes 5 ms apart, wrapped, and stored the way each convention stores it (written
+here from the conventions' definitions, not by the code under test). The field is read
+back from the phase differences of successive echoes; rounding to whole units bounds the
+error by one unit per difference, ``quantum_rad / (2 pi dTE)``: 0.56 Hz for whole
+degrees, 0.032 Hz for milliradians, 0.024 Hz (signed) and 0.049 Hz (unsigned) for
+Siemens units.
+"""
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from qsmflow.bids.errors import QSMInputError
-from qsmflow.bids.phase_units import phase_to_radians
+from qsmflow.bids.phase_units import (
+    CONVENTIONS,
+    MIN_RANGE_COVERAGE,
+    OPTION_SOURCE,
+    phase_convention,
+    phase_to_radians,
+    phase_units_from_metadata,
+    polar_from_complex,
+)
+
+TE_S = np.array([0.005, 0.010, 0.015, 0.020])
+DTE_S = 0.005
+FIELD_HZ = np.linspace(-80.0, 80.0, 64)[:, None, None] * np.ones((64, 4, 3))
+OFFSET_RAD = 0.7
+
+
+def true_phase_rad() -> np.ndarray:
+    """Wrapped phase of every echo, in [-pi, pi), echoes last."""
+    phase = 2 * np.pi * FIELD_HZ[..., None] * TE_S + OFFSET_RAD
+    return np.mod(phase + np.pi, 2 * np.pi) - np.pi
+
+
+# name -> (encode wrapped radians into stored values, one unit in rad, expected units)
+ENCODINGS = {
+    "siemens -4096..4095": (lambda p: np.clip(np.round(p / np.pi * 4096), -4096, 4095),
+                            np.pi / 4096, "siemens"),
+    "siemens 0..4095": (lambda p: np.mod(np.round((p + np.pi) / (2 * np.pi) * 4096), 4096),
+                        2 * np.pi / 4096, "siemens"),
+    "mrad -3142..3142": (lambda p: np.round(p * 1000), 1e-3, "mrad"),
+    "mrad 0..6283": (lambda p: np.round(np.mod(p, 2 * np.pi) * 1000), 1e-3, "mrad"),
+    "deg -180..180": (lambda p: np.round(np.degrees(p)), np.pi / 180, "deg"),
+    "deg 0..360": (lambda p: np.round(np.degrees(np.mod(p, 2 * np.pi))), np.pi / 180, "deg"),
+    "float radians": (lambda p: p, 0.0, "rad"),
+    "float radians 0..2pi": (lambda p: np.mod(p, 2 * np.pi), 0.0, "rad"),
+}
+
+
+def field_from_phase(phase_rad: np.ndarray) -> np.ndarray:
+    """Frequency from the mean phasor of successive echo differences (no unwrapping)."""
+    phasor = np.exp(1j * phase_rad)
+    return np.angle(np.sum(phasor[..., 1:] * np.conj(phasor[..., :-1]), -1)) / \
+        (2 * np.pi * DTE_S)
+
+
+@pytest.mark.parametrize("encoding", list(ENCODINGS))
+def test_each_convention_recovers_the_known_field(encoding):
+    encode, quantum_rad, units = ENCODINGS[encoding]
+    stored = encode(true_phase_rad())
+    decoded = np.stack([phase_to_radians(stored[..., k], source=f"echo-{k + 1}.nii")
+                        for k in range(len(TE_S))], -1)
+    for k in range(len(TE_S)):
+        assert phase_convention(stored[..., k], source="p").units == units
+    assert decoded.min() >= -np.pi and decoded.max() < np.pi
+    error_hz = np.abs(field_from_phase(decoded) - FIELD_HZ)
+    assert error_hz.max() <= quantum_rad / (2 * np.pi * DTE_S) + 1e-9, error_hz.max()
+
+
+@pytest.mark.parametrize("encoding", ["mrad -3142..3142", "deg -180..180"])
+def test_milliradians_and_degrees_are_no_longer_read_as_siemens_units(encoding):
+    """They fit inside -4096..4095 but span too little of it: they were read as Siemens
+    units (+-2.41 rad and +-0.138 rad) before."""
+    stored = ENCODINGS[encoding][0](true_phase_rad()[..., 3])
+    assert phase_convention(stored, source="p").units != "siemens"
+    # The wrapped phase spans nearly 2 pi again (read as Siemens units: at most 4.82 rad).
+    assert np.ptp(phase_to_radians(stored, source="p")) > 0.95 * 2 * np.pi
 
 
 def test_siemens_signed_range_maps_to_pi():
     values = np.array([-4096, 0, 2048, 4095])
-    out = phase_to_radians(values, is_integer_type=True, source="p.nii")
+    out = phase_to_radians(values, source="p.nii")
     np.testing.assert_allclose(out, [-np.pi, 0, np.pi / 2, 4095 / 4096 * np.pi])
 
 
-def test_unsigned_12bit_range_maps_to_pi():
-    values = np.array([0, 2048, 4095])
-    out = phase_to_radians(values, is_integer_type=True, source="p.nii")
-    np.testing.assert_allclose(out, [-np.pi, 0, 4095 / 4096 * 2 * np.pi - np.pi])
+@pytest.mark.parametrize("values", [np.arange(-1500, 1501), np.linspace(-1, 1, 50),
+                                    np.arange(0, 3001), np.zeros(10)])
+def test_a_range_that_fits_no_unit_whole_is_refused(values):
+    with pytest.raises(QSMInputError) as err:
+        phase_to_radians(values, source="sub-01_part-phase_MEGRE.nii.gz")
+    message = str(err.value)
+    assert message.startswith("sub-01_part-phase_MEGRE.nii.gz: the phase values range")
+    assert f"{values.min():g} to {values.max():g}" in message
+    assert "--phase-units {rad,siemens,mrad,deg}" in message
+    assert "\n" not in message
 
 
-def test_scaling_uses_known_range_not_observed_extremes():
-    """A phase that spans only part of the range is not stretched to -pi..pi."""
-    values = np.array([1000, 1100, 1200])
-    out = phase_to_radians(values, is_integer_type=True, source="p.nii")
-    np.testing.assert_allclose(np.diff(out), 100 / 4096 * 2 * np.pi)
+def test_the_option_decides_a_small_range_by_the_unit_not_by_min_max():
+    values = np.array([-1500.0, 0.0, 1000.0, 1500.0])
+    out = phase_to_radians(values, source="p", units="siemens", units_from=OPTION_SOURCE)
+    np.testing.assert_allclose(out, values / 4096 * np.pi)
+    out = phase_to_radians(values, source="p", units="mrad", units_from=OPTION_SOURCE)
+    np.testing.assert_allclose(out, values / 1000)
 
 
-def test_float_radians_pass_through():
-    values = np.array([-3.1, 0.2, 3.14159])
-    np.testing.assert_allclose(phase_to_radians(values, is_integer_type=False, source="p"),
-                               values)
+def test_the_option_is_refused_where_the_values_do_not_fit_its_unit():
+    with pytest.raises(QSMInputError, match="says the phase is in deg.*outside degrees"):
+        phase_to_radians(np.array([-4096, 4095]), source="p", units="deg",
+                         units_from=OPTION_SOURCE)
 
 
-def test_integer_radians_are_refused_with_the_file_name():
+def test_sidecar_unit_contradicted_by_the_whole_range_of_another_is_refused():
+    stored = ENCODINGS["deg -180..180"][0](true_phase_rad()[..., 3])
+    with pytest.raises(QSMInputError, match="whole range of degrees.*--phase-units deg"):
+        phase_to_radians(stored, source="p", units="siemens",
+                         units_from="its sidecar (Manufacturer Siemens, ...)")
+    with pytest.raises(QSMInputError, match=r'"Units": "rad" says.*outside radians'):
+        phase_to_radians(np.array([-4096.0, 4095.0]), source="p", units="rad",
+                         units_from='its sidecar\'s "Units": "rad"')
+
+
+def test_sidecar_radians_accept_a_small_range():
+    values = np.linspace(-1, 1, 50)
+    np.testing.assert_allclose(
+        phase_to_radians(values, source="p", units="rad", units_from="its sidecar"), values)
+
+
+def test_metadata_that_gives_the_unit():
+    assert phase_units_from_metadata({"Units": "rad"}, source="p")[0] == "rad"
+    assert phase_units_from_metadata({"Units": "arbitrary"}, source="p") == (None, "")
+    assert phase_units_from_metadata({"Manufacturer": "Siemens Healthineers",
+                                      "ConversionSoftware": "dcm2niix"}, source="p")[0] == \
+        "siemens"
+    # Another converter may rescale Siemens phase: the range decides then.
+    assert phase_units_from_metadata({"Manufacturer": "Siemens",
+                                      "ConversionSoftware": "other"}, source="p")[0] is None
+    assert phase_units_from_metadata({"Manufacturer": "GE"}, source="p")[0] is None
+    with pytest.raises(QSMInputError, match="p: the sidecar's \"Units\": 'Hz'.*--phase-units"):
+        phase_units_from_metadata({"Units": "Hz"}, source="p")
+
+
+@pytest.mark.parametrize("units", [None, "rad"])
+def test_integer_radians_are_refused_with_the_file_name(units):
     with pytest.raises(QSMInputError, match="p.nii.*rounded"):
-        phase_to_radians(np.array([-3, 0, 2, 3]), is_integer_type=True, source="p.nii")
+        phase_to_radians(np.array([-3, 0, 2, 3]), source="p.nii", units=units,
+                         units_from=OPTION_SOURCE)
 
 
-def test_unknown_range_is_refused():
-    with pytest.raises(QSMInputError, match="neither radians"):
-        phase_to_radians(np.array([0.0, 12.5, 100.0]), is_integer_type=False, source="x.nii")
+def test_no_finite_values_is_refused():
+    with pytest.raises(QSMInputError, match="no finite values"):
+        phase_to_radians(np.full(4, np.nan), source="p")
 
 
-@given(st.lists(st.integers(-4096, 4095), min_size=2, max_size=50))
-def test_signed_scanner_units_always_land_in_minus_pi_to_pi(values):
-    values = np.array(values)
-    if values.min() >= -4 and values.max() <= 4:
-        return  # small integers: the refused ambiguous case, tested above
-    out = phase_to_radians(values, is_integer_type=True, source="p")
+def test_real_and_imaginary_parts_recover_the_known_field():
+    """Integer real/imaginary images (as GE writes them), any common scale: the phase
+    comes from the complex value. Rounding +-0.5 on parts of amplitude >= 500 moves the
+    phase by at most 1.5e-3 rad per echo: 0.1 Hz."""
+    rng = np.random.default_rng(7)
+    amplitude = 1000 * rng.uniform(0.5, 1.0, FIELD_HZ.shape)[..., None]
+    signal = amplitude * np.exp(1j * true_phase_rad())
+    magnitude, phase = polar_from_complex(np.round(signal.real), np.round(signal.imag))
+    assert np.abs(magnitude - np.abs(signal)).max() <= 0.71
+    assert np.abs(field_from_phase(phase) - FIELD_HZ).max() < 0.1
+
+
+def test_no_two_conventions_can_claim_the_same_range():
+    """A range covering >= 90% of two conventions lies in both, so it is at most as wide
+    as their overlap: that overlap is under 90% of the wider one for every pair."""
+    for i, one in enumerate(CONVENTIONS):
+        for other in CONVENTIONS[i + 1:]:
+            overlap = min(one.high, other.high) - max(one.low, other.low)
+            widest = max(one.high - one.low, other.high - other.low)
+            assert overlap < MIN_RANGE_COVERAGE * widest, (one.name, other.name)
+
+
+@given(st.integers(-4200, 6400), st.integers(0, 10000), st.booleans())
+def test_any_range_is_one_convention_or_refused(low, span, integral):
+    values = np.array([low, low + span], dtype=float)
+    if not integral:
+        values = values / 1000.0 + 0.0005  # e.g. float radians near -pi..pi
+    try:
+        convention = phase_convention(values, source="p")
+    except QSMInputError as err:
+        assert "--phase-units" in str(err)
+        return
+    assert convention.fits(values.min(), values.max(), bool(np.all(values % 1 == 0)))
+    assert convention.coverage(values.min(), values.max()) >= MIN_RANGE_COVERAGE
+    out = phase_to_radians(values, source="p")
     assert out.min() >= -np.pi and out.max() < np.pi
-    # Differences are preserved up to the known scale (no min/max stretching).
-    if values.min() < 0:
-        np.testing.assert_allclose(np.diff(out), np.diff(values) / 4096 * np.pi, atol=1e-12)
