@@ -1,9 +1,15 @@
-"""Opening NIfTI files with one clear message for every way they can be unreadable."""
+"""Opening NIfTI files with one clear message for every way they can be unreadable, and
+the one way qsmflow writes them."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
+
+from qsmflow.files import atomic_write
 
 from .errors import QSMInputError
 
@@ -29,3 +35,25 @@ def read_nifti_data(img: nib.Nifti1Image, path, *, scaled: bool = True,
     except Exception as err:
         raise QSMInputError(f"{path}: the image data cannot be read ({err}); the file is "
                             "probably truncated. Re-convert it from DICOM.") from err
+
+
+def save_nifti(data, affine, path, *, dtype=np.float32, slope: float | None = None) -> str:
+    """Write ``data`` on ``affine`` to ``path`` and return its absolute path.
+
+    The sform and qform are both ``affine`` (code 1, scanner), the units mm and s. The
+    file is written to a temporary name and renamed, so it appears whole or not at all;
+    its folder is made if needed. With ``slope``, the values are stored as
+    ``round(data / slope)`` in ``dtype`` (an integer type) with that slope in the header:
+    exact to ``slope``, and small on disk.
+    """
+    data = np.asarray(data)
+    if slope is not None:
+        data = np.round(data / slope)
+    img = nib.Nifti1Image(data.astype(dtype), affine)
+    if slope is not None:
+        img.header.set_slope_inter(slope, 0.0)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    atomic_write(Path(path), lambda tmp: nib.save(img, tmp))
+    return os.path.abspath(path)

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> Path:
     from qsmflow.algorithms.dipole import b0_direction_from_affine, voxel_size_from_affine
     from qsmflow.constants import hz_per_ppm
-    from qsmflow.files import atomic_write, atomic_write_text
+    from qsmflow.files import atomic_write_text
     from qsmflow.interfaces.images import load_data, save_like
     from qsmflow.inversion import invert_local_field
 
@@ -67,7 +67,7 @@ def run(args) -> Path:
                                 b0_t=args.b0 or 3.0, te_s=args.te or 0.02, weight=weight,
                                 weights_path=args.weights, device=args.device,
                                 n_threads=args.threads)
-    atomic_write(out, lambda tmp: save_like(result.chi_ppm, affine, tmp))
+    save_like(result.chi_ppm, affine, out)
     sidecar = {"Units": "ppm", "DipoleInversionMethod": result.method,
                "B0DirectionVoxel": b0_direction_from_affine(affine).tolist(),
                "Sources": [str(Path(args.field).resolve())]}
