@@ -19,8 +19,8 @@ example: qsmflow /data/bids /data/derivatives/qsmflow participant --participant-
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: they pull in torch and pandas, and main() builds the
     # parser inside its error handling, so that even Ctrl-C during startup is one line.
+    from qsmflow.analysis.roi import CHI_REFERENCES
     from qsmflow.inversion import INVERSION_METHODS
-    from qsmflow.reports.roi import CHI_REFERENCES
 
     p = argparse.ArgumentParser(
         prog="qsmflow", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -191,7 +191,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
 
 
 def _run_group_level(config: Config) -> int:
-    from qsmflow.reports.group import run_group_level
+    from qsmflow.analysis.group import run_group_level
 
     participants = config.bids_dir / "participants.tsv"
     result = run_group_level(config.output_dir,

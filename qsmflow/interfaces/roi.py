@@ -15,7 +15,7 @@ from nipype.interfaces.base import (
 )
 
 from qsmflow.algorithms.dipole import voxel_size_from_affine
-from qsmflow.reports.roi import CHI_REFERENCES, RegionLabel, roi_table
+from qsmflow.analysis.roi import CHI_REFERENCES, RegionLabel, roi_table
 
 from .images import load_data, output_path
 

@@ -4,7 +4,7 @@ processes writing into one OUTPUT_DIR (and one work directory) do not corrupt it
 import json
 
 from qsmflow.cli.config import EXIT_OK
-from qsmflow.reports.group import run_group_level
+from qsmflow.analysis.group import run_group_level
 
 from .datasets import assert_same_derivatives, qsmflow_command, run_qsmflow, start_qsmflow
 

@@ -15,7 +15,7 @@ import tomli_w
 from qsmflow.reports.figures import mosaic_figure, slice_positions
 from qsmflow.reports.html import RunInfo, entities_from_label, write_participant_report
 from qsmflow.reports.methods import REFERENCES, cited_references, qsm_methods
-from qsmflow.reports.roi import RegionLabel, roi_table
+from qsmflow.analysis.roi import RegionLabel, roi_table
 
 SHAPE = (29, 33, 23)  # odd sizes
 VOXEL_MM = 2.0

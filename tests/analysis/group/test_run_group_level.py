@@ -10,11 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from qsmflow.reports.group import (
-    ROI_TABLE_PATTERN,
-    compare_groups,
-    run_group_level,
-)
+from qsmflow.analysis.group import run_group_level
+from qsmflow.analysis.group.collect import ROI_TABLE_PATTERN
+from qsmflow.analysis.group.univariate import compare_groups
 
 ROI_PAIRS = [
     (roi, hemisphere)
@@ -169,16 +167,25 @@ def test_tables_are_correct_with_sessions(tmp_path, rng):
     assert {"age", "sex"} <= set(result.long_table.columns)
     wide = result.wide_table
     roi_columns = [f"{roi}_{hemi}" for roi, hemi in ROI_PAIRS]
+    bilateral_columns = [f"{roi}_bilateral" for roi in BASELINE_PPM]
+    reference_columns = ["chi_reference", "chi_reference_ppm", "ref_whole_brain_ppm",
+                         "ref_csf_ppm", "ref_wm_ppm", "mask_volume_mm3",
+                         "registration_similarity"]
     assert list(wide.columns) == [
         "participant_id",
         "session",
         "acq",
         "run",
         *roi_columns,
+        *bilateral_columns,
+        *reference_columns,
         "age",
         "sex",
     ]
-    assert wide.shape == (len(scans), 4 + len(ROI_PAIRS) + 2)
+    assert (wide["chi_reference"] == "whole_brain").all()
+    # Equal voxel counts in the two hemispheres: the bilateral mean is their average.
+    np.testing.assert_allclose(wide["caudate_bilateral"],
+                               (wide["caudate_left"] + wide["caudate_right"]) / 2, rtol=1e-12)
     wide = wide.set_index(["participant_id", "session"])
     assert wide.loc[("sub-01", "2"), "putamen_right"] == pytest.approx(
         planted[("sub-01", "2")][("putamen", "right")], abs=1e-12

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from qsmflow.reports.roi import ROI_COLUMNS, RegionLabel, roi_table
+from qsmflow.analysis.roi import ROI_COLUMNS, RegionLabel, roi_table
 
 REGIONS = [RegionLabel(1, "caudate", "left"), RegionLabel(2, "putamen", "left"),
            RegionLabel(3, "red_nucleus", "left")]

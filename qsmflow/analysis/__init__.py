@@ -1,0 +1,1 @@
+"""Numbers a study reports: ROI statistics per scan and group-level models."""
