@@ -38,7 +38,7 @@ from qsmflow.files import atomic_write_bytes, atomic_write_text
 from . import collect as col
 from .models import EFFECT_SIZE_KINDS, fit_roi_models, formula_variables
 from .plots import plot_group_boxplot, write_figure
-from .univariate import MIN_AGE_VALUES, compare_groups, paired_tests, regress_on_age
+from .univariate import MIN_AGE_VALUES, compare_groups, paired_tests, regress_on_age, summarize
 from .views import adjusted_figure, age_figure
 
 LOGGER = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def run_group_level(out_dir: Path, participants_tsv: Path | None, *,
     wide_table = wide_table.join(reference).reset_index().merge(
         participants, on="participant_id", how="left", validate="m:1")
     chi_reference = str(long["chi_reference"].iloc[0])
-    summary = col.summarize(scan_values, statistic).assign(chi_reference=chi_reference)
+    summary = summarize(scan_values, statistic).assign(chi_reference=chi_reference)
     # One value per participant for the tests that assume independent observations.
     participant_values = scan_values.groupby(level="participant_id").mean()
 

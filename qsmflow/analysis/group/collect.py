@@ -7,7 +7,8 @@ validates them, joins the covariates of ``participants.tsv``, derives the pooled
 
 Outliers are flagged with a robust z-score, (x - median) / (1.4826 MAD), because the
 classical z-score of n values can never exceed (n - 1) / sqrt(n) (2.85 for n = 10): an
-outlier inflates the SD that is meant to expose it.
+outlier inflates the SD that is meant to expose it. Where more than half of the values
+are equal (MAD = 0), the mean absolute deviation about the median stands in for it.
 
 References
 ----------
@@ -72,6 +73,8 @@ MISSING_TOKENS = ("", "n/a", "N/A", "NA", "nan", "NaN")
 PARTICIPANT_PREFIX = "sub-"
 
 OUTLIER_Z = 3.0
+# sqrt(pi / 2): the SD of a normal distribution over its mean absolute deviation.
+MEAN_AD_TO_SD = 1.2533141373155001
 # Fewer values than this give no useful median and MAD.
 MIN_VALUES_FOR_QC = 5
 
@@ -313,7 +316,10 @@ def _robust_z(x: pd.Series) -> pd.Series:
     finite = x.dropna()
     if finite.size < MIN_VALUES_FOR_QC:
         return pd.Series(np.nan, index=x.index)
-    spread = stats.median_abs_deviation(finite.to_numpy(float), scale="normal")
+    values = finite.to_numpy(float)
+    spread = stats.median_abs_deviation(values, scale="normal")
+    if not spread > 0:  # over half the values equal: the mean absolute deviation instead
+        spread = MEAN_AD_TO_SD * np.mean(np.abs(values - np.median(values)))
     if not spread > 0:
         return pd.Series(np.nan, index=x.index)
     return (x - finite.median()) / spread
@@ -363,35 +369,3 @@ def exclude_flagged(long: pd.DataFrame, flags: pd.DataFrame, statistic: str) -> 
     long.loc[drop, statistic] = np.nan
     return long
 
-
-def summarize(values: pd.DataFrame, statistic: str) -> pd.DataFrame:
-    """Descriptive statistics of each ROI over the scans.
-
-    Parameters
-    ----------
-    values : DataFrame
-        Rows are scans, indexed by at least ``participant_id``; columns are
-        (roi, hemisphere) pairs.
-    statistic : str
-        Name of the statistic, copied into the ``statistic`` column.
-
-    Returns
-    -------
-    DataFrame
-        roi, hemisphere, n (scans with a value), n_participants, mean, sd (sample,
-        ``ddof=1``), median, q25, q75, iqr (linear interpolation), statistic.
-    """
-    rows = []
-    for pair in values.columns:
-        column = values[pair].dropna()
-        x = column.to_numpy(dtype=float)
-        q25, median, q75 = np.quantile(x, [0.25, 0.5, 0.75]) if x.size else (np.nan,) * 3
-        rows.append({
-            "roi": pair[0], "hemisphere": pair[1], "n": int(x.size),
-            "n_participants": int(column.index.get_level_values("participant_id").nunique()),
-            "mean": x.mean() if x.size else np.nan,
-            "sd": x.std(ddof=1) if x.size > 1 else np.nan,
-            "median": median, "q25": q25, "q75": q75, "iqr": q75 - q25,
-            "statistic": statistic,
-        })
-    return pd.DataFrame(rows)

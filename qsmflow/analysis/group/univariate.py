@@ -1,4 +1,5 @@
-"""Tests without a model: paired sessions, two groups (Welch, Mann-Whitney), age slope.
+"""Statistics without a model: descriptive summary, paired sessions, two groups (Welch,
+Mann-Whitney), age slope.
 
 :func:`compare_groups` is the unadjusted, nonparametric option next to the formula
 models of :mod:`qsmflow.analysis.group.models`; its Welch and Mann-Whitney tests ignore
@@ -172,3 +173,36 @@ def regress_on_age(values: pd.DataFrame, age_years: pd.Series) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table["p_fdr"] = fdr_bh(table["p"])
     return table
+
+
+def summarize(values: pd.DataFrame, statistic: str) -> pd.DataFrame:
+    """Descriptive statistics of each ROI over the scans.
+
+    Parameters
+    ----------
+    values : DataFrame
+        Rows are scans, indexed by at least ``participant_id``; columns are
+        (roi, hemisphere) pairs.
+    statistic : str
+        Name of the statistic, copied into the ``statistic`` column.
+
+    Returns
+    -------
+    DataFrame
+        roi, hemisphere, n (scans with a value), n_participants, mean, sd (sample,
+        ``ddof=1``), median, q25, q75, iqr (linear interpolation), statistic.
+    """
+    rows = []
+    for pair in values.columns:
+        column = values[pair].dropna()
+        x = column.to_numpy(dtype=float)
+        q25, median, q75 = np.quantile(x, [0.25, 0.5, 0.75]) if x.size else (np.nan,) * 3
+        rows.append({
+            "roi": pair[0], "hemisphere": pair[1], "n": int(x.size),
+            "n_participants": int(column.index.get_level_values("participant_id").nunique()),
+            "mean": x.mean() if x.size else np.nan,
+            "sd": x.std(ddof=1) if x.size > 1 else np.nan,
+            "median": median, "q25": q25, "q75": q75, "iqr": q75 - q25,
+            "statistic": statistic,
+        })
+    return pd.DataFrame(rows)
