@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import tomli_w
 
+from qsmflow.analysis.roi import RegionLabel, roi_table
 from qsmflow.reports.figures import mosaic_figure, slice_positions
 from qsmflow.reports.html import RunInfo, entities_from_label, write_participant_report
 from qsmflow.reports.methods import REFERENCES, cited_references, qsm_methods
-from qsmflow.analysis.roi import RegionLabel, roi_table
 
 SHAPE = (29, 33, 23)  # odd sizes
 VOXEL_MM = 2.0
@@ -58,8 +58,10 @@ def _make_dataset(root: Path, rng) -> tuple[Path, dict]:
     _save(chi, Path(f"{stem}_Chimap.nii.gz"))
     _save(brain, Path(f"{stem}_desc-brain_mask.nii.gz"), np.uint8)
     _save(qsm, Path(f"{stem}_desc-qsm_mask.nii.gz"), np.uint8)
-    _save(40.0 * (ijk[2] - centre[2]) / 10 * brain, Path(f"{stem}_desc-total_fieldmap.nii.gz"))
-    _save(3.0 * np.cos(ijk[0] / 2) * qsm, Path(f"{stem}_desc-local_fieldmap.nii.gz"))
+    fmap = anat.parent / "fmap" / OK_RUN  # field maps are in fmap/ (BIDS Derivatives)
+    fmap.parent.mkdir(parents=True, exist_ok=True)
+    _save(40.0 * (ijk[2] - centre[2]) / 10 * brain, Path(f"{fmap}_desc-total_fieldmap.nii.gz"))
+    _save(3.0 * np.cos(ijk[0] / 2) * qsm, Path(f"{fmap}_desc-local_fieldmap.nii.gz"))
     _save(labels, Path(f"{stem}_space-orig_desc-deepgm_dseg.nii.gz"), np.int16)
     Path(f"{stem}_space-orig_desc-deepgm_dseg.tsv").write_text(
         "index\tname\troi\themisphere\n1\tcaudate_left\tcaudate\tleft\n"
