@@ -93,7 +93,7 @@ def phase_units_from_metadata(metadata: dict, *, source: str) -> tuple[str | Non
 
 
 def _range_text(low: float, high: float, integral: bool) -> str:
-    return f"{'integers ' if integral else ''}from {low:g} to {high:g}"
+    return f"from {low:g} to {high:g}{' (integers)' if integral else ''}"
 
 
 def phase_convention(values: np.ndarray, *, source: str, units: str | None = None,

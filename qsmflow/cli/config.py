@@ -34,6 +34,8 @@ class Config:
     weights: Path | None = None
     device: str = "cpu"
     b0_tesla: float | None = None
+    phase_units: str | None = None
+    phase_sign: int = 1
     mask_threshold: float | None = None
     mask_erode_mm: float = 1.0
     brain_mask_dir: Path | None = None
@@ -189,7 +191,8 @@ def build_config(args) -> Config:
         nprocs=nprocs, omp_nthreads=omp, mem_gb=args.mem_gb, plugin=args.plugin,
         plugin_args=plugin_args, inversion=args.inversion,
         weights=Path(args.weights).resolve() if args.weights else None, device=args.device,
-        b0_tesla=args.b0_tesla, mask_threshold=args.mask_threshold,
+        b0_tesla=args.b0_tesla, phase_units=args.phase_units, phase_sign=args.phase_sign,
+        mask_threshold=args.mask_threshold,
         mask_erode_mm=args.mask_erode_mm,
         brain_mask_dir=Path(args.brain_mask_dir).resolve() if args.brain_mask_dir else None,
         vsharp_radii_mm=tuple(args.vsharp_radii_mm or ()),

@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: they pull in torch and pandas, and main() builds the
     # parser inside its error handling, so that even Ctrl-C during startup is one line.
     from qsmflow.analysis.roi import CHI_REFERENCES
+    from qsmflow.bids.phase_units import PHASE_SIGNS, PHASE_UNITS
     from qsmflow.inversion import INVERSION_METHODS
 
     p = argparse.ArgumentParser(
@@ -58,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="device for NSIDL (default: cpu)")
     qsm.add_argument("--b0-tesla", type=float, help="field strength in T where sidecars lack "
                      "MagneticFieldStrength (conflicting values are an error)")
+    qsm.add_argument("--phase-units", choices=PHASE_UNITS,
+                     help="unit of the part-phase files: radians, Siemens units (-4096..4095 "
+                     "or 0..4095), milliradians or degrees (default: from the sidecars, or "
+                     "from a range of values that spans nearly all of one unit's range; "
+                     "anything else is refused)")
+    qsm.add_argument("--phase-sign", type=int, choices=PHASE_SIGNS, default=1,
+                     help="-1 for phase that turns the other way (reported for some GE "
+                     "data): then veins come out negative in the Chimap (default: 1)")
     qsm.add_argument("--mask-threshold", type=float, help="magnitude threshold as a fraction "
                      "of the robust maximum (default: Otsu)")
     qsm.add_argument("--mask-erode-mm", type=float, default=1.0,

@@ -64,7 +64,8 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
     started = _now()
     discovery = find_gre_runs(config.bids_dir, participant_labels=config.participant_label,
                               session_labels=config.session_label,
-                              b0_tesla_override=config.b0_tesla)
+                              b0_tesla_override=config.b0_tesla,
+                              phase_units=config.phase_units, phase_sign=config.phase_sign)
     failures = dict(discovery.failures)
     atlas = None
     if not config.roi_labels_dir:

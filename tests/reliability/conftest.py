@@ -12,6 +12,7 @@ from .datasets import (
     decimate_examples,
     edit_all_sidecars,
     keep_single_echo,
+    phase_to_integer_degrees,
     phase_to_unsigned_units,
     run_qsmflow,
     signal_in_one_voxel,
@@ -22,11 +23,13 @@ MIXED_PARTICIPANTS = {
     "01": "the example as shipped (phase in -4096..4095 scanner units)",
     "02": "the oblique example as shipped",
     "uint": "sub-01 with phase in 0..4095 scanner units (uint16): must work",
+    "deg": "sub-01 with phase in whole degrees -180..180 (int16): must work",
     "nan": "sub-01 with NaN/Inf voxels in the first echo: must work, with a warning",
     "single": "sub-01's first echo only, as a single-echo T2starw run: must work",
     "nob0": "sub-02 without MagneticFieldStrength, run with --b0-tesla 3: must work",
     "weak": "sub-01 with signal in one voxel only: fails at the brain mask stage",
     "note": "sub-01 without EchoTime: fails at validation, before any computation",
+    "badjson": "sub-01 with a sidecar that is not valid JSON: left out, the others run",
 }
 
 
@@ -49,10 +52,13 @@ def mixed_run(coarse, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mixed")
     bids = shutil.copytree(coarse[0], tmp / "bids")
     labels = shutil.copytree(coarse[1], tmp / "labels")
-    for new, source in (("uint", "01"), ("nan", "01"), ("single", "01"), ("nob0", "02"),
-                        ("weak", "01"), ("note", "01")):
+    for new, source in (("uint", "01"), ("deg", "01"), ("nan", "01"), ("single", "01"),
+                        ("nob0", "02"), ("weak", "01"), ("note", "01"), ("badjson", "01")):
         add_subject(bids, source, new, labels)
     phase_to_unsigned_units(bids, "uint")
+    phase_to_integer_degrees(bids, "deg")
+    (bids / "sub-badjson" / "anat" / "sub-badjson_echo-2_part-mag_MEGRE.json").write_text(
+        '{"EchoTime": 0.01,')
     n_nonfinite = add_nonfinite_voxels(bids, "nan")
     keep_single_echo(bids, "single")
     edit_all_sidecars(bids, "nob0", MagneticFieldStrength=None)

@@ -175,6 +175,13 @@ def phase_to_unsigned_units(bids: Path, sub: str) -> None:
         rewrite_nifti(path, data=unsigned, dtype=np.uint16)
 
 
+def phase_to_integer_degrees(bids: Path, sub: str) -> None:
+    """Store the phase as whole degrees, -180..180 (int16), as some converters write it."""
+    for path in phase_files(bids, sub):
+        degrees = np.round(load_array(path) / SIGNED_PHASE_FULL_SCALE * 180.0)
+        rewrite_nifti(path, data=degrees, dtype=np.int16)
+
+
 def phase_to_float_radians(bids: Path, sub: str) -> None:
     for path in phase_files(bids, sub):
         radians = load_array(path) / SIGNED_PHASE_FULL_SCALE * np.pi

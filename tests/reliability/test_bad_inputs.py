@@ -100,9 +100,18 @@ def test_b0_option_conflicting_with_sidecars(bids, tmp_path):
 
 
 def test_malformed_json_sidecar(bids, tmp_path):
+    """sub-01 is left out with the file named; the dataset goes on: sub-02 is still
+    checked (and fails on its own problem, an all-zero magnitude, so that nothing needs
+    computing here; ``test_malformed_json_sidecar_leaves_out_one_participant`` shows the
+    others processed)."""
     sidecar = gre_file(bids, "01", 1, "phase", ext=".json")
     sidecar.write_text('{"EchoTime": 0.004,')
-    expect_usage_error(run_sub01(bids, tmp_path), str(sidecar), "not valid JSON", "Fix")
+    magnitude = gre_file(bids, "02", 1, "mag")
+    rewrite_nifti(magnitude, data=np.zeros_like(load_array(magnitude)))
+    result = run_qsmflow(bids, tmp_path / "out", "--plugin", "Linear")
+    expect_run_failure(result, "sub-01", sidecar.name, "valid JSON", "left out")
+    expect_run_failure(result, "sub-02", magnitude.name, "zero everywhere")
+    assert not (tmp_path / "out" / "sub-01").exists()
 
 
 # --- which files make up a run ----------------------------------------------------------
@@ -177,15 +186,20 @@ def test_phase_radians_rounded_to_int16(bids, tmp_path):
     for echo in (1, 2, 3):
         path = gre_file(bids, "01", echo, "phase")
         rewrite_nifti(path, data=np.round(load_array(path) / 4096 * np.pi), dtype=np.int16)
-    expect_run_failure(run_sub01(bids, tmp_path), "sub-01", "integers between -3 and 3",
+    expect_run_failure(run_sub01(bids, tmp_path), "sub-01", "integers from -3 to 3",
                        "rounded", "floating-point radians")
 
 
-def test_phase_in_degrees(bids, tmp_path):
+def test_phase_in_an_ambiguous_range(bids, tmp_path):
+    """Whole degrees over half their range (or Siemens units over 4%): no unit can be told
+    from the values, and nothing in the sidecar gives it. (Phase in degrees over the
+    whole range works: ``test_phase_in_integer_degrees_works``.)"""
     path = gre_file(bids, "01", 1, "phase")
-    rewrite_nifti(path, data=load_array(path) / 4096 * 180.0, dtype=np.float32)
-    expect_run_failure(run_sub01(bids, tmp_path), "sub-01", path.name,
-                       "neither radians", "Convert the phase to radians")
+    rewrite_nifti(path, data=np.round(load_array(path) / 4096 * 90.0), dtype=np.int16)
+    message = expect_run_failure(run_sub01(bids, tmp_path), "sub-01", path.name,
+                                 "from -90 to 90 (integers)", "50% of degrees -180..180",
+                                 "--phase-units {rad,siemens,mrad,deg}")
+    assert not (tmp_path / "out" / "sub-01").exists(), message
 
 
 @pytest.mark.parametrize("echo", [1, 2])
@@ -383,13 +397,36 @@ def chimap(out: Path, sub: str) -> np.ndarray:
 
 
 def test_mixed_run_exit_code_and_summary(mixed_run):
-    """Two runs fail (one at validation, one during processing); the other six complete."""
+    """Three participants fail (one unreadable, one at validation, one during
+    processing); the other seven complete."""
     result = mixed_run["result"]
     assert result.code == EXIT_SOME_FAILED
     assert "Traceback" not in result.stdout + result.stderr
     assert sorted(result.summary["succeeded"]) == [
-        "sub-01", "sub-02", "sub-nan", "sub-nob0", "sub-single", "sub-uint"]
-    assert sorted(result.summary["failed"]) == ["sub-note", "sub-weak"]
+        "sub-01", "sub-02", "sub-deg", "sub-nan", "sub-nob0", "sub-single", "sub-uint"]
+    assert sorted(result.summary["failed"]) == ["sub-badjson", "sub-note", "sub-weak"]
+
+
+def test_malformed_json_sidecar_leaves_out_one_participant(mixed_run):
+    """pybids cannot index a participant with invalid JSON: that participant alone is left
+    out, its file named in the summary and the log, and the others are processed."""
+    result = mixed_run["result"]
+    message = result.summary["failed"]["sub-badjson"]
+    assert "sub-badjson_echo-2_part-mag_MEGRE.json" in message
+    assert "valid JSON" in message and "left out" in message
+    assert_one_paragraph(message)
+    assert "FAILED sub-badjson: " in result.stdout
+    assert not (mixed_run["out"] / "sub-badjson").exists()
+
+
+def test_phase_in_integer_degrees_works(mixed_run):
+    """Whole degrees -180..180 (int16) span all of their range: read as degrees (they were
+    read as Siemens units, +-0.138 rad, before): the same chi as sub-01 up to rounding."""
+    out = mixed_run["out"]
+    reference, degrees = chimap(out, "01"), chimap(out, "deg")
+    inside = reference != 0
+    assert np.corrcoef(reference[inside], degrees[inside])[0, 1] > 0.99
+    np.testing.assert_allclose(np.std(degrees[inside]), np.std(reference[inside]), rtol=0.05)
 
 
 def test_phase_in_unsigned_scanner_units_works(mixed_run):
