@@ -44,8 +44,9 @@ def test_outputs_exist_with_bids_names_and_units(default_run, subject):
     anat = default_run["out"] / f"sub-{subject}" / "anat"
     for name, units in [("Chimap", "ppm"), ("desc-total_fieldmap", "Hz"),
                         ("desc-local_fieldmap", "Hz")]:
-        img = nib.load(anat / f"sub-{subject}_{name}.nii.gz")
-        sidecar = json.loads((anat / f"sub-{subject}_{name}.json").read_text())
+        folder = anat if name == "Chimap" else anat.parent / "fmap"  # BIDS Derivatives
+        img = nib.load(folder / f"sub-{subject}_{name}.nii.gz")
+        sidecar = json.loads((folder / f"sub-{subject}_{name}.json").read_text())
         assert sidecar["Units"] == units
         assert img.get_data_dtype() == np.float32
         source = nib.load(EXAMPLES / f"sub-{subject}" / "anat" /

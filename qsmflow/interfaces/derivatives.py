@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
@@ -18,6 +19,8 @@ from nipype.interfaces.base import (
 )
 
 from qsmflow.files import stage_file
+
+from .images import load_data, output_path, save_like
 
 
 class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
@@ -75,4 +78,28 @@ class DerivativesSink(SimpleInterface):
         for tmp, destination in staged:  # ... then renames, which do not fail half-way
             os.replace(tmp, destination)
         self._results["out_files"] = written
+        return runtime
+
+
+class _FirstVolumeInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="3-D or 4-D image")
+
+
+class _FirstVolumeOutputSpec(TraitedSpec):
+    out_file = File(exists=True)
+
+
+class FirstVolume(SimpleInterface):
+    """The first volume (echo 1) of a 4-D image, as a 3-D float32 image.
+
+    BIDS allows a field map's ``magnitude`` only as a 3-D image.
+    """
+
+    input_spec = _FirstVolumeInputSpec
+    output_spec = _FirstVolumeOutputSpec
+
+    def _run_interface(self, runtime):
+        data, affine = load_data(self.inputs.in_file, dtype=np.float32)
+        first = data[..., 0] if data.ndim == 4 else data
+        self._results["out_file"] = save_like(first, affine, output_path("first_volume.nii.gz"))
         return runtime

@@ -79,6 +79,7 @@ def init_single_run_wf(
         ("outputnode.eroded_mask", "inputnode.eroded_mask"),
         ("outputnode.total_field_hz", "inputnode.total_field_hz"),
         ("outputnode.local_field_hz", "inputnode.local_field_hz"),
+        ("outputnode.magnitude", "inputnode.magnitude"),
         ("outputnode.inversion_metadata", "inputnode.inversion_metadata")])])
     if labels is None and atlas is None:
         return workflow

@@ -8,7 +8,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from qsmflow.bids.naming import derivative_path
-from qsmflow.interfaces.derivatives import DerivativesSink
+from qsmflow.interfaces.derivatives import DerivativesSink, FirstVolume
 
 
 @dataclass(frozen=True)
@@ -21,23 +21,49 @@ class Output:
     entities: dict = field(default_factory=dict)
     sidecar: dict = field(default_factory=dict)
     datatype: str = "anat"
+    first_volume: bool = False  # write only the first volume (echo 1) of a 4-D input
+    derived_from: tuple[str, ...] = ()  # fields of other outputs listed in its Sources
 
 
+# BIDS Derivatives: a field map is a ``fieldmap`` in ``fmap/`` (Units Hz) and needs a
+# ``magnitude`` beside it; masked maps say ``SkullStripped``. Every image's sidecar also
+# gets ``Sources`` and ``SpatialReference`` (init_ds_run_wf). docs/bids_validation.md.
 QSM_OUTPUTS = (
     Output("chi_ppm", "Chimap", ".nii.gz", sidecar={
-        "Units": "ppm", "Description": "magnetic susceptibility (SI, volume), inside the mask"}),
-    Output("brain_mask", "mask", ".nii.gz", {"description": "brain"}, {"Type": "Brain"}),
+        "Units": "ppm", "Description": "magnetic susceptibility (SI, volume), inside the mask",
+        "SkullStripped": True}),
+    Output("brain_mask", "mask", ".nii.gz", {"description": "brain"}, {
+        "Type": "Brain", "Description": "brain mask (from the first-echo magnitude, or the "
+        "mask given with --brain-mask-dir)"}),
     Output("eroded_mask", "mask", ".nii.gz", {"description": "qsm"}, {
-        "Description": "voxels where the local field and chi are valid (after V-SHARP)"}),
+        "Type": "ROI",
+        "Description": "voxels where the local field and chi are valid (after V-SHARP)"},
+        derived_from=("brain_mask",)),
     Output("total_field_hz", "fieldmap", ".nii.gz", {"description": "total"}, {
         "Units": "Hz", "Description": "unwrapped total field, phase offset removed; defined "
-        "up to a field that is harmonic inside the mask"}),
+        "up to a field that is harmonic inside the mask", "SkullStripped": True},
+        datatype="fmap", derived_from=("brain_mask",)),
     Output("local_field_hz", "fieldmap", ".nii.gz", {"description": "local"}, {
-        "Units": "Hz", "Description": "local field after V-SHARP background removal"}),
+        "Units": "Hz", "Description": "local field after V-SHARP background removal",
+        "SkullStripped": True}, datatype="fmap", derived_from=("total_field_hz",)),
+    Output("magnitude", "magnitude", ".nii.gz", sidecar={
+        "Description": "first-echo magnitude, the anatomical reference of the field maps",
+        "SkullStripped": False}, datatype="fmap", first_volume=True),
 )
+# The columns of the label table beyond BIDS' index and name.
+DSEG_COLUMNS = {
+    "roi": {"Description": "the structure, without its hemisphere"},
+    "hemisphere": {"Description": "the hemisphere of the structure"},
+    "source": {"Description": "where the label comes from: the atlas and its label number"},
+}
+
 ROI_OUTPUTS = (
     Output("roi_table", "chistats", ".csv", {"description": "deepgm"}),
-    Output("dseg", "dseg", ".nii.gz", {"space": "orig", "description": "deepgm"}),
+    Output("dseg", "dseg", ".nii.gz", {"space": "orig", "description": "deepgm"}, {
+        "Description": "deep gray matter labels on the run's grid (the atlas registered to "
+        "the first-echo magnitude, or the labels given with --roi-labels-dir); the label "
+        "table is the .tsv of the same name", **DSEG_COLUMNS},
+        derived_from=("warp_xfm", "affine_xfm")),
     Output("dseg_tsv", "dseg", ".tsv", {"space": "orig", "description": "deepgm"}),
 )
 
@@ -53,6 +79,27 @@ def registration_outputs(template_space: str) -> tuple[Output, ...]:
     )
 
 
+def _sidecars(outputs: tuple[Output, ...], out_paths: list[str],
+              static_metadata: dict) -> list[dict]:
+    """Each output's sidecar: its own keys, and for every image ``Sources`` (the run's raw
+    files, then the other outputs it is made from, as BIDS URIs) and ``SpatialReference``
+    (the run's first raw file, the first echo, whose grid every output shares). A
+    ``.tsv`` shares the sidecar of the image of the same name, so it gets none."""
+    raw_sources = list(static_metadata.get("Sources", []))
+    path_of = {o.field: path for o, path in zip(outputs, out_paths, strict=True)}
+    sidecars = []
+    for o in outputs:
+        sidecar = dict(o.sidecar)
+        if o.extension in (".nii.gz", ".nii") and o.suffix != "xfm" and raw_sources:
+            sidecar["Sources"] = raw_sources + [f"bids::{path_of[f]}" for f in o.derived_from
+                                                if f in path_of]
+            sidecar["SpatialReference"] = raw_sources[0]
+        if o.suffix == "Chimap":
+            sidecar = dict(static_metadata, **sidecar)
+        sidecars.append(sidecar)
+    return sidecars
+
+
 def init_ds_run_wf(*, out_dir: str, entities: dict, static_metadata: dict,
                    outputs: tuple[Output, ...] = QSM_OUTPUTS,
                    name: str = "ds_run_wf") -> pe.Workflow:
@@ -61,7 +108,8 @@ def init_ds_run_wf(*, out_dir: str, entities: dict, static_metadata: dict,
     Inputs
     ------
     One field per entry of ``outputs`` (e.g. chi_ppm, brain_mask, roi_table ...), and
-    inversion_metadata, merged into the Chimap sidecar.
+    inversion_metadata, merged into the Chimap sidecar. An output with ``first_volume``
+    (the field maps' magnitude) takes a 4-D image and writes its first volume.
     """
     workflow = pe.Workflow(name=name)
     fields = [o.field for o in outputs]
@@ -70,11 +118,16 @@ def init_ds_run_wf(*, out_dir: str, entities: dict, static_metadata: dict,
     merge = pe.Node(niu.Merge(len(fields)), name="merge", run_without_submitting=True)
     out_paths = [str(derivative_path(".", {**entities, **o.entities}, o.suffix, o.extension,
                                      datatype=o.datatype)) for o in outputs]
-    sidecars = [dict(o.sidecar, **(static_metadata if o.suffix == "Chimap" else {}))
-                for o in outputs]
+    sidecars = _sidecars(outputs, out_paths, static_metadata)
     sink = pe.Node(DerivativesSink(out_dir=out_dir, out_paths=out_paths, sidecars=sidecars),
                    name="ds_run", run_without_submitting=True)
-    workflow.connect([(inputnode, merge, [(f, f"in{i + 1}") for i, f in enumerate(fields)]),
-                      (merge, sink, [("out", "in_files")]),
+    for i, o in enumerate(outputs):
+        if o.first_volume:
+            first = pe.Node(FirstVolume(), name=f"first_volume_{o.field}")
+            workflow.connect([(inputnode, first, [(o.field, "in_file")]),
+                              (first, merge, [("out_file", f"in{i + 1}")])])
+        else:
+            workflow.connect(inputnode, o.field, merge, f"in{i + 1}")
+    workflow.connect([(merge, sink, [("out", "in_files")]),
                       (inputnode, sink, [("inversion_metadata", "chimap_metadata")])])
     return workflow

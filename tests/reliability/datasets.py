@@ -239,10 +239,11 @@ RUN_SPECIFIC_KEYS = ("QsmflowProvenance",)
 
 
 def derivative_files(out: Path, sub: str) -> list[str]:
-    """The participant's derivatives (``anat/``; report figures are not compared)."""
+    """The participant's derivatives (``anat/``, ``fmap/``; report figures are not
+    compared)."""
     folder = Path(out) / f"sub-{sub}"
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and p.parent.name == "anat")
+                  if p.is_file() and p.parent.name in ("anat", "fmap"))
 
 
 def assert_same_derivatives(out_a: Path, out_b: Path, sub: str) -> int:

@@ -27,14 +27,16 @@ def test_failed_runs_leave_no_derivatives(mixed_run):
 
 
 def test_successful_runs_have_every_derivative(mixed_run):
-    expected = {"Chimap.json", "Chimap.nii.gz", "desc-brain_mask.json",
-                "desc-brain_mask.nii.gz", "desc-deepgm_chistats.csv",
-                "desc-local_fieldmap.json", "desc-local_fieldmap.nii.gz", "desc-qsm_mask.json",
-                "desc-qsm_mask.nii.gz", "desc-total_fieldmap.json",
-                "desc-total_fieldmap.nii.gz", "space-orig_desc-deepgm_dseg.nii.gz",
-                "space-orig_desc-deepgm_dseg.tsv"}
+    expected = {"anat/Chimap.json", "anat/Chimap.nii.gz", "anat/desc-brain_mask.json",
+                "anat/desc-brain_mask.nii.gz", "anat/desc-deepgm_chistats.csv",
+                "anat/desc-qsm_mask.json", "anat/desc-qsm_mask.nii.gz",
+                "anat/space-orig_desc-deepgm_dseg.json",
+                "anat/space-orig_desc-deepgm_dseg.nii.gz", "anat/space-orig_desc-deepgm_dseg.tsv",
+                "fmap/desc-local_fieldmap.json", "fmap/desc-local_fieldmap.nii.gz",
+                "fmap/desc-total_fieldmap.json", "fmap/desc-total_fieldmap.nii.gz",
+                "fmap/magnitude.json", "fmap/magnitude.nii.gz"}
     for sub in ("01", "02", "uint", "nan", "single", "nob0"):
-        names = {n.removeprefix(f"anat/sub-{sub}_")
+        names = {n.replace(f"sub-{sub}_", "", 1)
                  for n in derivative_files(mixed_run["out"], sub)}
         assert names == expected, sub
 
