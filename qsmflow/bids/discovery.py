@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import QSMInputError
 from .layout import load_layout
+from .naming import bids_label
 from .phase_units import OPTION_SOURCE, PHASE_UNITS, phase_units_from_metadata
 
 GRE_SUFFIXES = ("MEGRE", "T2starw")
@@ -166,8 +167,7 @@ def find_gre_runs(
     runs, failures = [], {f"sub-{s}": m for s, m in sorted(left_out.items())}
     options = {"b0_tesla_override": b0_tesla_override, "phase_units": phase_units,
                "phase_sign": phase_sign}
-    labelled = [(_label_from_file(min(p for items in parts.values() for _, p in items)),
-                 key, parts) for key, parts in groups.items()]
+    labelled = [(_run_label_of(key, parts), key, parts) for key, parts in groups.items()]
     for label, key, parts in sorted(labelled, key=lambda lkp: (lkp[0], str(lkp[1]))):
         try:
             runs.append(_validate_run(layout, key, label, parts, **options))
@@ -188,11 +188,16 @@ def _run_label(subject, session, acquisition, run) -> str:
         f"_{k}-{v}" for k, v in (("ses", session), ("acq", acquisition), ("run", run)) if v)
 
 
-def _label_from_file(path: str) -> str:
-    """``sub-01_rec-norm_run-1`` from ``sub-01_rec-norm_run-1_echo-2_part-phase_MEGRE.nii``:
-    the entities of the file name in their order, without echo and part."""
-    pairs = Path(path).name.split(".")[0].split("_")[:-1]
-    return "_".join(p for p in pairs if p.split("-")[0] not in ("echo", "part"))
+def _run_label_of(key: tuple, parts: dict) -> str:
+    """``sub-01_rec-norm_run-1``: the run's entities in BIDS order (``bids_label``), or,
+    for an entity the schema does not name, those of its first file without echo and
+    part."""
+    try:
+        return bids_label(dict(key[1:]))
+    except ValueError:
+        path = min(p for items in parts.values() for _, p in items)
+        pairs = Path(path).name.split(".")[0].split("_")[:-1]
+        return "_".join(p for p in pairs if p.split("-")[0] not in ("echo", "part"))
 
 
 def _check_echoes(label: str, first: str, second: str, parts: dict) -> tuple[list, list]:
