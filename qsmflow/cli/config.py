@@ -51,6 +51,10 @@ class Config:
     chi_reference: str = "whole_brain"
     roi_erode_vox: int = 0
     group_by: str | None = None
+    group_model: str | None = None
+    paired_by: str | None = None
+    laterality: bool = False
+    exclude_flagged: bool = False
     skip_bids_validation: bool = False
     verbose: int = 0
 
@@ -175,6 +179,11 @@ def build_config(args) -> Config:
         raise QSMUsageError("--lbv-peel-mm must not be negative.")
     if args.vsharp_radii_mm and min(args.vsharp_radii_mm) <= 0:
         raise QSMUsageError("--vsharp-radii-mm must all be positive.")
+    group_options = [name for name in ("group_by", "group_model", "paired_by", "laterality",
+                                       "exclude_flagged") if getattr(args, name, None)]
+    if args.analysis_level == "participant" and group_options:
+        raise QSMUsageError(f"--{group_options[0].replace('_', '-')} is a group-level option; "
+                            "run it with analysis level 'group' after the participant level.")
     if args.analysis_level == "group" and (args.participant_label or args.session_label):
         pass  # allowed: the group level then uses only those participants' tables
     work_dir = Path(args.work_dir).resolve() if args.work_dir else Path.cwd() / "work"
@@ -204,5 +213,8 @@ def build_config(args) -> Config:
         atlas_labels=Path(args.atlas_labels).resolve() if args.atlas_labels else None,
         atlas_template=Path(args.atlas_template).resolve() if args.atlas_template else None,
         chi_reference=args.chi_reference, roi_erode_vox=args.roi_erode_vox,
-        group_by=args.group_by, verbose=args.verbose,
+        group_by=args.group_by, group_model=getattr(args, "group_model", None),
+        paired_by=getattr(args, "paired_by", None),
+        laterality=getattr(args, "laterality", False),
+        exclude_flagged=getattr(args, "exclude_flagged", False), verbose=args.verbose,
         skip_bids_validation=getattr(args, "skip_bids_validation", False))

@@ -105,5 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="erode each ROI by this many voxels (partial volume)")
 
     grp = p.add_argument_group("group level")
-    grp.add_argument("--group-by", help="participants.tsv column to compare groups by")
+    grp.add_argument("--group-by", help="participants.tsv column to compare groups by "
+                     "(Welch and Mann-Whitney tests, not adjusted for covariates)")
+    grp.add_argument("--group-model", metavar="FORMULA", help="model fitted per ROI and "
+                     "hemisphere, e.g. 'chi ~ group + age + sex': chi is each ROI's value, "
+                     "the other names are participants.tsv columns, or session (a mixed "
+                     "model with a random intercept per participant when sessions repeat)")
+    grp.add_argument("--paired-by", choices=["session"], help="paired tests between the "
+                     "two sessions of each participant")
+    grp.add_argument("--laterality", action="store_true",
+                     help="also analyse left - right (ppm) of every ROI")
+    grp.add_argument("--exclude-flagged", action="store_true", help="leave out the values "
+                     "the quality checks flag (listed in group/*_qc.csv; default: kept)")
     return p

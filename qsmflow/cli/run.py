@@ -224,7 +224,11 @@ def _run_group_level(config: Config) -> int:
     participants = config.bids_dir / "participants.tsv"
     result = run_group_level(config.output_dir,
                              participants if participants.is_file() else None,
-                             group_by=config.group_by)
+                             group_by=config.group_by, model=config.group_model,
+                             paired_by=config.paired_by, laterality=config.laterality,
+                             exclude_flagged=config.exclude_flagged,
+                             participant_label=config.participant_label,
+                             session_label=config.session_label)
     for item in result.skipped:
         LOGGER.warning("skipped: %s", item)
     return EXIT_OK

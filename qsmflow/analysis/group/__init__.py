@@ -134,7 +134,8 @@ def run_group_level(out_dir: Path, participants_tsv: Path | None, *,
                     group_by: str | None = None, statistic: str = "mean_ppm",
                     alpha: float = 0.05, model: str | None = None,
                     paired_by: str | None = None, laterality: bool = False,
-                    exclude_flagged: bool = False) -> GroupResult:
+                    exclude_flagged: bool = False, participant_label: tuple = (),
+                    session_label: tuple = ()) -> GroupResult:
     """Gather the participants' ROI tables, compute group statistics, write them.
 
     Everything is validated and computed before the first file is written, so an
@@ -163,6 +164,9 @@ def run_group_level(out_dir: Path, participants_tsv: Path | None, *,
         Add left - right rows (``hemisphere == "laterality"``).
     exclude_flagged : bool
         Leave out the values that the quality checks flag.
+    participant_label, session_label : tuple of str
+        Only these participants / sessions (labels without ``sub-``/``ses-``); all
+        when empty.
 
     Raises
     ------
@@ -184,12 +188,21 @@ def run_group_level(out_dir: Path, participants_tsv: Path | None, *,
     _check_options(participants, participants_tsv, group_by, model, paired_by)
 
     long, skipped, with_files = col.collect_roi_tables(out_dir)
+    if participant_label:
+        long = long[long["participant_id"].isin([f"sub-{p}" for p in participant_label])]
+        with_files &= {f"sub-{p}" for p in participant_label}
+    if session_label:
+        long = long[long["session"].isin(session_label)]
+    long = long.reset_index(drop=True)
     if long.empty:
         raise ValueError(f"None of the ROI tables under {out_dir} could be used:\n"
                          + "\n".join(skipped))
     _check_provenance(long, out_dir)
     for label, reason in col.failed_runs(out_dir).items():
         skipped.append(f"{label}: failed in the newest participant-level run: {reason}")
+    if participant_label and participants is not None:
+        participants = participants[participants["participant_id"].isin(
+            [f"sub-{p}" for p in participant_label])]
     participants = _reconcile(long, participants, participants_tsv, with_files, skipped)
     covariates = participants.set_index("participant_id")
     long_table = long.merge(participants, on="participant_id", how="left", validate="m:1")
