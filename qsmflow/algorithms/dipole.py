@@ -75,7 +75,13 @@ def forward_field_ppm(chi_ppm, voxel_size_mm, b0_direction, *, pad_vox=None) -> 
     chi_ppm = np.asarray(chi_ppm, dtype=np.float64)
     if pad_vox is None:
         pad_vox = [n // 2 for n in chi_ppm.shape]
-    padded_shape = fast_padded_shape(chi_ppm.shape, pad_vox)
-    padded, inner = pad_to(chi_ppm, padded_shape)
-    kernel = dipole_kernel_rfft(padded_shape, voxel_size_mm, b0_direction)
-    return irfftn(rfftn(padded) * kernel, padded_shape)[inner]
+    padded, inner, kernel = pad_with_dipole_kernel(chi_ppm, voxel_size_mm, b0_direction, pad_vox)
+    return irfftn(rfftn(padded) * kernel, padded.shape)[inner]
+
+
+def pad_with_dipole_kernel(volume, voxel_size_mm, b0_direction, pad_vox):
+    """``volume`` zero-padded by ``pad_vox`` per side (then to a fast FFT size), the slices
+    of the original inside the padded grid, and the unit dipole kernel on that grid."""
+    padded_shape = fast_padded_shape(np.shape(volume), pad_vox)
+    padded, inner = pad_to(volume, padded_shape)
+    return padded, inner, dipole_kernel_rfft(padded_shape, voxel_size_mm, b0_direction)

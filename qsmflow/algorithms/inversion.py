@@ -18,18 +18,16 @@ import numpy as np
 
 from qsmflow.constants import TKD_THRESHOLD
 
-from .dipole import dipole_kernel_rfft
-from .fourier import fast_padded_shape, irfftn, kspace_grid, pad_to, rfftn
+from .dipole import pad_with_dipole_kernel
+from .fourier import irfftn, kspace_grid, pad_to, rfftn
 
 
 def _padded_problem(local_field_ppm, mask, voxel_size_mm, b0_direction, pad_vox):
     field = np.asarray(local_field_ppm, dtype=np.float64) * np.asarray(mask, bool)
     if pad_vox is None:
         pad_vox = [n // 4 for n in field.shape]
-    padded_shape = fast_padded_shape(field.shape, pad_vox)
-    field_p, inner = pad_to(field, padded_shape)
-    kernel = dipole_kernel_rfft(padded_shape, voxel_size_mm, b0_direction)
-    return field_p, inner, padded_shape, kernel
+    field_p, inner, kernel = pad_with_dipole_kernel(field, voxel_size_mm, b0_direction, pad_vox)
+    return field_p, inner, field_p.shape, kernel
 
 
 def tkd_inverse_kernel(kernel, threshold: float = TKD_THRESHOLD) -> np.ndarray:
