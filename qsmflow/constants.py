@@ -1,5 +1,7 @@
 """Physical constants and unit conversions, defined once with their units."""
 
+import math
+
 # Proton gyromagnetic ratio divided by 2*pi (CODATA 2018).
 GYROMAGNETIC_RATIO_HZ_PER_T = 42.577478518e6
 
@@ -21,4 +23,4 @@ def hz_per_ppm(b0_t: float) -> float:
 
 def rad_per_ppm(b0_t: float, te_s: float) -> float:
     """Phase in rad accumulated at echo time ``te_s`` by a 1 ppm field at ``b0_t``."""
-    return 2.0 * 3.141592653589793 * hz_per_ppm(b0_t) * te_s
+    return 2.0 * math.pi * hz_per_ppm(b0_t) * te_s
