@@ -142,7 +142,8 @@ def phase_convention(values: np.ndarray, *, source: str, units: str | None = Non
                 f"{observed}, which is the whole range of {by_range[0].name}. Give the unit "
                 f"with --phase-units {{{','.join(PHASE_UNITS)}}} (for example "
                 f"--phase-units {by_range[0].units}), or correct the sidecar.")
-        convention = max(fitting, key=lambda c: c.coverage(low, high))
+        # The narrowest that fits: Siemens values that are all >= 0 are 0..4095.
+        convention = min(fitting, key=lambda c: c.high - c.low)
     elif len(by_range) == 1:
         convention = by_range[0]
     else:
@@ -176,7 +177,8 @@ def phase_to_radians(values: np.ndarray, *, source: str, units: str | None = Non
     values = np.asarray(values, dtype=np.float64)
     convention = phase_convention(values, source=source, units=units, units_from=units_from)
     phase_rad = values * convention.rad_per_unit + convention.offset_rad
-    return np.mod(phase_rad + np.pi, 2 * np.pi) - np.pi
+    inside = (phase_rad >= -np.pi) & (phase_rad < np.pi)  # kept exactly as they are
+    return np.where(inside, phase_rad, np.mod(phase_rad + np.pi, 2 * np.pi) - np.pi)
 
 
 def polar_from_complex(real: np.ndarray, imag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from qsmflow.bids.naming import (
     bids_filename,
     derivative_path,
 )
-from qsmflow.bids.phase_units import phase_to_radians
+from qsmflow.bids.phase_units import OPTION_SOURCE, phase_to_radians
 from tests.bids.conftest import make_skeleton
 
 # Deterministic: the same examples on every run, and no example database on disk.
@@ -109,41 +109,49 @@ def test_valid_metadata_round_trips_exactly(te_s, b0_t):
 # --- phase scaling ----------------------------------------------------------------------
 
 @PROPERTY
-@given(st.lists(st.integers(0, 4095), min_size=2, max_size=60))
-def test_unsigned_scanner_units_map_by_the_known_range(values):
+@given(st.lists(st.integers(0, 4095), min_size=2, max_size=60), st.booleans())
+def test_unsigned_scanner_units_map_by_the_known_range(values, given_unit):
+    """0..4095 -> -pi..pi is a fixed affine map, whatever part of the range is used: with
+    --phase-units siemens always; from the values only when they span >= 90% of it."""
     values = np.array(values)
-    assume(values.max() > 4)  # 0..4 integers are the refused ambiguous case
-    out = phase_to_radians(values, is_integer_type=True, source="p.nii")
+    units = dict(units="siemens", units_from=OPTION_SOURCE) if given_unit else {}
+    try:
+        out = phase_to_radians(values, source="p.nii", **units)
+    except QSMInputError as err:
+        assert not given_unit and np.ptp(values) < 0.9 * 4095
+        assert "--phase-units" in str(err)
+        return
     assert out.min() >= -np.pi and out.max() < np.pi
-    # 0..4095 -> -pi..pi: a fixed affine map, whatever part of the range is used.
     np.testing.assert_allclose(out, values / 4096 * 2 * np.pi - np.pi, atol=1e-12)
 
 
 @PROPERTY
-@given(st.lists(st.floats(-np.pi, np.pi), min_size=1, max_size=60))
+@given(st.lists(st.floats(-np.pi, np.pi, exclude_max=True), min_size=1, max_size=60))
 def test_float_radians_are_left_unchanged(values):
+    """Radians by the sidecar's "Units": "rad" are taken as they are."""
     values = np.array(values)
     np.testing.assert_array_equal(
-        phase_to_radians(values, is_integer_type=False, source="p.nii"), values)
+        phase_to_radians(values, source="p.nii", units="rad", units_from="the sidecar"),
+        values)
 
 
 @PROPERTY
-@given(st.lists(st.integers(-3, 3), min_size=2, max_size=60))
-def test_integer_typed_radians_are_always_refused(values):
+@given(st.lists(st.integers(-3, 3), min_size=2, max_size=60), st.booleans())
+def test_integer_typed_radians_are_always_refused(values, given_unit):
     values = np.array(values)
-    assume(values.max() > values.min() and values.max() <= 3)
-    with pytest.raises(QSMInputError, match="p.nii.*rounded"):
-        phase_to_radians(values, is_integer_type=True, source="p.nii")
+    assume(values.max() > values.min())
+    units = dict(units="rad", units_from=OPTION_SOURCE) if given_unit else {}
+    with pytest.raises(QSMInputError, match="p.nii.*rounded" if given_unit else "p.nii"):
+        phase_to_radians(values, source="p.nii", **units)
 
 
 @PROPERTY
 @given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32),
-                       min_size=1, max_size=40),
-       is_integer_type=st.booleans())
-def test_any_phase_is_scaled_into_pi_or_refused_by_name(values, is_integer_type):
+                       min_size=1, max_size=40))
+def test_any_phase_is_scaled_into_pi_or_refused_by_name(values):
     values = np.array(values, dtype=np.float64)
     try:
-        out = phase_to_radians(values, is_integer_type=is_integer_type, source="p.nii")
+        out = phase_to_radians(values, source="p.nii")
     except QSMInputError as err:
         assert str(err).startswith("p.nii: ")
         return
