@@ -178,7 +178,9 @@ def phase_to_radians(values: np.ndarray, *, source: str, units: str | None = Non
     convention = phase_convention(values, source=source, units=units, units_from=units_from)
     phase_rad = values * convention.rad_per_unit + convention.offset_rad
     inside = (phase_rad >= -np.pi) & (phase_rad < np.pi)  # kept exactly as they are
-    return np.where(inside, phase_rad, np.mod(phase_rad + np.pi, 2 * np.pi) - np.pi)
+    with np.errstate(invalid="ignore"):  # NaN/Inf stay not finite
+        wrapped = np.mod(phase_rad + np.pi, 2 * np.pi) - np.pi
+    return np.where(inside, phase_rad, wrapped)
 
 
 def polar_from_complex(real: np.ndarray, imag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
