@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
 from qsmflow import __version__
 from qsmflow.algorithms.dipole import b0_direction_from_affine
+from qsmflow.bids.nifti import save_nifti
 
 from .anatomy import deepgm_labels
 from .phantom import acquire, build_head_model, rigid_pose
@@ -60,24 +60,8 @@ def acquisition_affine(grid_rotation_deg, shape=GRID_SHAPE, voxel_size_mm=VOXEL_
     return shift @ rigid_pose(grid_rotation_deg) @ scale @ centre
 
 
-def _save(array, affine, path: Path, dtype):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(np.asarray(array).astype(dtype), affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, path)
-
-
-def _save_ppm(array, affine, path: Path, resolution_ppm: float = 1e-4):
-    """Store ppm values as int16 with a NIfTI slope: exact to 1e-4 ppm, small on disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(np.round(np.asarray(array) / resolution_ppm).astype(np.int16), affine)
-    img.header.set_slope_inter(resolution_ppm, 0.0)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, path)
+# The true chi is stored as int16 with a NIfTI slope: exact to this, and small on disk.
+CHI_RESOLUTION_PPM = 1e-4
 
 
 def _json(path: Path, content: dict):
@@ -234,10 +218,14 @@ def write_bids_example(out_dir: Path, *, seed: int = 2025) -> None:
             magnitude = np.clip(np.round(acq.magnitude[..., n - 1] * magnitude_scale), 0, 65535)
             phase = np.clip(np.round(acq.phase_rad[..., n - 1] / np.pi * SIEMENS_PHASE_MAX),
                             -SIEMENS_PHASE_MAX, SIEMENS_PHASE_MAX - 1)
-            _save(magnitude * support, affine, Path(f"{stem}mag_MEGRE.nii.gz"), np.uint16)
-            _save(phase * support, affine, Path(f"{stem}phase_MEGRE.nii.gz"), np.int16)
+            save_nifti(magnitude * support, affine, Path(f"{stem}mag_MEGRE.nii.gz"),
+                       dtype=np.uint16)
+            save_nifti(phase * support, affine, Path(f"{stem}phase_MEGRE.nii.gz"),
+                       dtype=np.int16)
         truth = truth_dir / f"sub-{p.label}" / "anat"
-        _save_ppm(acq.chi_ppm * acq.brain_mask, affine, truth / f"sub-{p.label}_Chimap.nii.gz")
-        _save(acq.brain_mask, affine, truth / f"sub-{p.label}_desc-brain_mask.nii.gz", np.uint8)
-        _save(acq.deepgm * acq.brain_mask, affine,
-              truth / f"sub-{p.label}_desc-deepgm_dseg.nii.gz", np.int16)
+        save_nifti(acq.chi_ppm * acq.brain_mask, affine, truth / f"sub-{p.label}_Chimap.nii.gz",
+                   dtype=np.int16, slope=CHI_RESOLUTION_PPM)
+        save_nifti(acq.brain_mask, affine, truth / f"sub-{p.label}_desc-brain_mask.nii.gz",
+                   dtype=np.uint8)
+        save_nifti(acq.deepgm * acq.brain_mask, affine,
+                   truth / f"sub-{p.label}_desc-deepgm_dseg.nii.gz", dtype=np.int16)
