@@ -1,4 +1,15 @@
-"""Per-participant ROI tables of susceptibility in labelled regions."""
+"""Per-participant ROI tables of susceptibility in labelled regions.
+
+Every table records the susceptibility of each reference region in the unreferenced map
+(whole brain, lateral-ventricle CSF, white matter; NaN where the run has no such mask),
+so that a study can re-reference afterwards, and the QC values the group level checks
+(mask volume, registration similarity).
+
+References
+----------
+Straub S, Schneider TM, Emmerich J, et al. Suitable reference tissue for quantitative
+susceptibility mapping of the brain. Magn Reson Med 2017;78:204-214.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +19,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-CHI_REFERENCES = ("whole_brain", "csf", "none")
+CHI_REFERENCES = ("whole_brain", "csf", "white_matter", "none")
+REFERENCE_COLUMNS = {"whole_brain": "ref_whole_brain_ppm", "csf": "ref_csf_ppm",
+                     "white_matter": "ref_wm_ppm"}
 ROI_COLUMNS = ("participant_id", "session", "acq", "run", "roi", "hemisphere", "label_id",
                "n_voxels", "volume_mm3", "mean_ppm", "median_ppm", "std_ppm", "p25_ppm",
-               "p75_ppm", "chi_reference", "chi_reference_ppm", "atlas", "roi_erosion_vox")
+               "p75_ppm", "chi_reference", "chi_reference_ppm", "atlas", "roi_erosion_vox",
+               *REFERENCE_COLUMNS.values(), "mask_volume_mm3", "registration_similarity")
+# A reference region with fewer voxels inside the QSM mask gives no stable median.
+MIN_REFERENCE_VOXELS = 10
 
 
 @dataclass(frozen=True)
@@ -21,25 +37,43 @@ class RegionLabel:
     hemisphere: str
 
 
-def reference_value_ppm(chi_ppm: np.ndarray, mask: np.ndarray, chi_reference: str,
-                        csf_mask: np.ndarray | None = None) -> float:
-    """The susceptibility subtracted before ROI statistics.
+def reference_values_ppm(chi_ppm: np.ndarray, mask: np.ndarray, *,
+                         csf_mask: np.ndarray | None = None,
+                         wm_mask: np.ndarray | None = None) -> dict[str, float]:
+    """Susceptibility of each reference region, NaN where its mask is absent or small.
 
     ``whole_brain``: mean over the mask; ``csf``: median over ``csf_mask`` (the lateral
-    ventricles, robust to the choroid plexus); ``none``: 0.
+    ventricles; the median is robust to the choroid plexus); ``white_matter``: median
+    over ``wm_mask``. Regions are restricted to ``mask``.
     """
+    values = {"whole_brain": float(np.mean(chi_ppm[mask])) if mask.any() else np.nan}
+    for name, region in (("csf", csf_mask), ("white_matter", wm_mask)):
+        inside = mask & np.asarray(region, bool) if region is not None else None
+        values[name] = (float(np.median(chi_ppm[inside])) if inside is not None
+                        and inside.sum() >= MIN_REFERENCE_VOXELS else np.nan)
+    return values
+
+
+def reference_value_ppm(chi_ppm: np.ndarray, mask: np.ndarray, chi_reference: str,
+                        csf_mask: np.ndarray | None = None,
+                        wm_mask: np.ndarray | None = None) -> float:
+    """The susceptibility subtracted before ROI statistics (see
+    :func:`reference_values_ppm`); ``none``: 0; whole brain of an empty mask: 0."""
+    if chi_reference not in CHI_REFERENCES:
+        raise ValueError(f"unknown chi reference {chi_reference!r}; choose from "
+                         f"{CHI_REFERENCES}")
     if chi_reference == "none":
         return 0.0
+    value = reference_values_ppm(chi_ppm, mask, csf_mask=csf_mask, wm_mask=wm_mask)[
+        chi_reference]
     if chi_reference == "whole_brain":
-        return float(np.mean(chi_ppm[mask])) if mask.any() else 0.0
-    if chi_reference == "csf":
-        region = mask & np.asarray(csf_mask, bool) if csf_mask is not None else None
-        if region is None or region.sum() < 10:
-            raise ValueError("--chi-reference csf needs a ventricle mask with at least 10 "
-                             "voxels inside the QSM mask; this run has none (use the default "
-                             "atlas, or --chi-reference whole_brain)")
-        return float(np.median(chi_ppm[region]))
-    raise ValueError(f"unknown chi reference {chi_reference!r}; choose from {CHI_REFERENCES}")
+        return 0.0 if np.isnan(value) else value
+    if np.isnan(value):
+        what = "ventricle" if chi_reference == "csf" else "white-matter"
+        raise ValueError(f"--chi-reference {chi_reference} needs a {what} mask with at least "
+                         f"{MIN_REFERENCE_VOXELS} voxels inside the QSM mask; this run has "
+                         "none (use the default atlas, or --chi-reference whole_brain)")
+    return value
 
 
 def roi_table(
@@ -54,14 +88,21 @@ def roi_table(
     atlas: str = "",
     erode_vox: int = 0,
     csf_mask: np.ndarray | None = None,
+    wm_mask: np.ndarray | None = None,
+    registration_similarity: float = np.nan,
 ) -> pd.DataFrame:
     """Statistics of chi (ppm) in every region, restricted to ``mask``.
 
     Regions with no voxel inside the mask appear with ``n_voxels = 0`` and NaN values,
-    so that every table has the same rows.
+    so that every table has the same rows. Every row also carries the reference values
+    (``ref_*_ppm``, unreferenced), the mask volume and the registration similarity.
     """
     mask = np.asarray(mask, bool)
-    reference = reference_value_ppm(chi_ppm, mask, chi_reference, csf_mask)
+    reference = reference_value_ppm(chi_ppm, mask, chi_reference, csf_mask, wm_mask)
+    references = reference_values_ppm(chi_ppm, mask, csf_mask=csf_mask, wm_mask=wm_mask)
+    scan = {**{REFERENCE_COLUMNS[k]: v for k, v in references.items()},
+            "mask_volume_mm3": float(mask.sum() * voxel_volume_mm3),
+            "registration_similarity": float(registration_similarity)}
     rows = []
     for region in regions:
         voxels = (labels == region.label_id) & mask
@@ -81,6 +122,6 @@ def roi_table(
             "p25_ppm": float(np.percentile(values, 25)) if has else np.nan,
             "p75_ppm": float(np.percentile(values, 75)) if has else np.nan,
             "chi_reference": chi_reference, "chi_reference_ppm": reference, "atlas": atlas,
-            "roi_erosion_vox": erode_vox,
+            "roi_erosion_vox": erode_vox, **scan,
         })
     return pd.DataFrame(rows, columns=list(ROI_COLUMNS))

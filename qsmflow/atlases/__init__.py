@@ -18,11 +18,12 @@ The default atlas works offline, from files that the install already pulls:
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from qsmflow.bids.errors import QSMInputError
 from qsmflow.files import atomic_write, atomic_write_text
@@ -30,6 +31,8 @@ from qsmflow.files import atomic_write, atomic_write_text
 DEFAULT_ATLAS_NAME = "AAL3+SUITdentate"
 DEFAULT_TEMPLATE_SPACE = "MNI152NLin2009aSym"
 VENTRICLE_BOX_MM = ((-25.0, 25.0), (-45.0, 25.0), (0.0, 30.0))
+WHITE_MATTER_PROBABILITY = 0.9
+WHITE_MATTER_EROSION_VOX = 2  # 2 mm on the 1 mm template
 DEFAULT_ATLAS_VERSION = "2"  # bump when the construction below changes
 
 
@@ -44,6 +47,9 @@ class Atlas:
     ventricles: Path | None  # CSF reference mask on the template grid
     space: str
     dentate_source: str
+    # White-matter reference mask on the template grid (added for the group level's
+    # reference regions, issue 14); None: the ROI tables record no white-matter value.
+    white_matter: Path | None = None
 
 
 def _save(array, affine, path: Path, dtype) -> None:
@@ -64,8 +70,9 @@ def default_atlas(cache_dir: Path) -> Atlas:
                   folder / "deepgm_dseg.nii.gz", folder / "deepgm_dseg.tsv",
                   folder / "ventricles_mask.nii.gz", DEFAULT_TEMPLATE_SPACE,
                   "MNI-coordinate ellipsoid at the SUIT dentate centroid")
+    atlas = replace(atlas, white_matter=folder / "white_matter_mask.nii.gz")
     if all(p.is_file() for p in (atlas.template, atlas.labels, atlas.labels_tsv,
-                                 atlas.ventricles)):
+                                 atlas.ventricles, atlas.white_matter)):
         return atlas
     folder.mkdir(parents=True, exist_ok=True)
     anatomy = load_mni_anatomy()
@@ -79,6 +86,11 @@ def default_atlas(cache_dir: Path) -> Atlas:
         in_box &= (world[axis] > lo) & (world[axis] < hi)
     csf = anatomy.brain & (1.0 - anatomy.gm - anatomy.wm > 0.9) & in_box
     _save(csf, anatomy.affine, atlas.ventricles, np.uint8)
+    # White-matter reference: template WM probability > 0.9 outside the deep gray labels,
+    # eroded so that partial volume with gray matter and CSF stays out.
+    wm = anatomy.brain & (anatomy.wm > WHITE_MATTER_PROBABILITY) & (anatomy.deepgm == 0)
+    wm = ndimage.binary_erosion(wm, iterations=WHITE_MATTER_EROSION_VOX)
+    _save(wm, anatomy.affine, atlas.white_matter, np.uint8)
     rows = ["index\tname\troi\themisphere\tsource"] + [
         f"{lab.index}\t{lab.name}\t{lab.roi}\t{lab.hemisphere}\t"
         + ("AAL3 " + ",".join(map(str, lab.aal3_ids)) if lab.aal3_ids else

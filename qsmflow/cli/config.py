@@ -158,9 +158,11 @@ def build_config(args) -> Config:
                             "--atlas-template.")
     if any(atlas_args) and args.roi_labels_dir:
         raise QSMUsageError("--roi-labels-dir and --atlas are alternatives; give one.")
-    if args.chi_reference == "csf" and (any(atlas_args) or args.roi_labels_dir):
-        raise QSMUsageError("--chi-reference csf uses the default atlas's ventricle mask; it "
-                            "cannot be combined with --atlas or --roi-labels-dir.")
+    if args.chi_reference in ("csf", "white_matter") and (any(atlas_args)
+                                                         or args.roi_labels_dir):
+        raise QSMUsageError(f"--chi-reference {args.chi_reference} uses the default atlas's "
+                            "reference mask; it cannot be combined with --atlas or "
+                            "--roi-labels-dir.")
     for name in ("weights", "brain_mask_dir", "roi_labels_dir", "atlas", "atlas_labels",
                  "atlas_template"):
         value = getattr(args, name)

@@ -17,7 +17,7 @@ from nipype.interfaces.base import (
 from qsmflow.algorithms.dipole import voxel_size_from_affine
 from qsmflow.analysis.roi import CHI_REFERENCES, RegionLabel, roi_table
 
-from .images import load_data, output_path
+from .images import load_data, output_path, save_like
 
 
 def read_region_labels(tsv_path) -> list[RegionLabel]:
@@ -40,7 +40,9 @@ class _ROIStatsInputSpec(BaseInterfaceInputSpec):
     chi_reference = traits.Enum(*CHI_REFERENCES, usedefault=True)
     atlas = traits.Str("", usedefault=True)
     erode_vox = traits.Int(0, usedefault=True)
-    csf_mask = File(exists=True, desc="ventricle mask for --chi-reference csf")
+    csf_mask = File(exists=True, desc="lateral-ventricle mask (CSF reference)")
+    wm_mask = File(exists=True, desc="white-matter reference mask")
+    registration_similarity = traits.Float(desc="of the atlas registration, for the QC")
 
 
 class _ROIStatsOutputSpec(TraitedSpec):
@@ -55,13 +57,48 @@ class ROIStats(SimpleInterface):
         chi, affine = load_data(self.inputs.chi_ppm)
         labels = np.rint(load_data(self.inputs.labels)[0]).astype(int)
         mask = load_data(self.inputs.mask)[0] > 0.5
-        csf = load_data(self.inputs.csf_mask)[0] > 0.5 if isdefined(self.inputs.csf_mask) else None
+        csf, wm = (load_data(path)[0] > 0.5 if isdefined(path) else None
+                   for path in (self.inputs.csf_mask, self.inputs.wm_mask))
+        similarity = self.inputs.registration_similarity
         table = roi_table(chi, labels, read_region_labels(self.inputs.labels_tsv), mask,
                           float(np.prod(voxel_size_from_affine(affine))),
                           entities=self.inputs.entities, chi_reference=self.inputs.chi_reference,
                           atlas=self.inputs.atlas, erode_vox=self.inputs.erode_vox,
-                          csf_mask=csf)
+                          csf_mask=csf, wm_mask=wm, registration_similarity=similarity
+                          if isdefined(similarity) else np.nan)
         path = output_path("roi_table.csv")
         table.to_csv(path, index=False, float_format="%.6g")
         self._results["table"] = path
+        return runtime
+
+
+class _WarpTemplateMaskInputSpec(BaseInterfaceInputSpec):
+    mask = File(exists=True, mandatory=True, desc="binary mask in template space")
+    reference = File(exists=True, mandatory=True, desc="a 3-D image on the native grid")
+    affine_xfm = File(exists=True, mandatory=True, desc="template -> native affine")
+    warp_xfm = File(exists=True, mandatory=True, desc="template -> native warp")
+
+
+class _WarpTemplateMaskOutputSpec(TraitedSpec):
+    native_mask = File(exists=True)
+
+
+class WarpTemplateMask(SimpleInterface):
+    """A template-space mask (e.g. the white-matter reference) on the native grid, through
+    the registration already computed (ANTs generic-label interpolation)."""
+
+    input_spec = _WarpTemplateMaskInputSpec
+    output_spec = _WarpTemplateMaskOutputSpec
+
+    def _run_interface(self, runtime):
+        import ants
+
+        affine = load_data(self.inputs.reference)[1]
+        fixed = ants.image_read(self.inputs.reference)
+        warped = ants.apply_transforms(fixed, ants.image_read(self.inputs.mask),
+                                       [self.inputs.warp_xfm, self.inputs.affine_xfm],
+                                       interpolator="genericLabel")
+        self._results["native_mask"] = save_like(warped.numpy() > 0.5, affine,
+                                                 output_path("native_mask.nii.gz"),
+                                                 dtype=np.uint8)
         return runtime

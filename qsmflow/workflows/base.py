@@ -10,7 +10,7 @@ from qsmflow import __version__
 from qsmflow.atlases import Atlas
 from qsmflow.bids.discovery import GRERun
 from qsmflow.interfaces.atlas import RegisterAtlas, RegistrationFigure
-from qsmflow.interfaces.roi import ROIStats
+from qsmflow.interfaces.roi import ROIStats, WarpTemplateMask
 
 from .outputs import QSM_OUTPUTS, ROI_OUTPUTS, init_ds_run_wf, registration_outputs
 from .qsm import init_qsm_wf
@@ -109,7 +109,8 @@ def init_single_run_wf(
     workflow.connect([
         (qsm_wf, register, [("outputnode.magnitude", "magnitude"),
                             ("outputnode.brain_mask", "mask")]),
-        (register, roi, [("native_labels", "labels")]),
+        (register, roi, [("native_labels", "labels"),
+                         ("similarity", "registration_similarity")]),
         (qsm_wf, figure, [("outputnode.magnitude", "magnitude")]),
         (register, figure, [("warped_template", "warped_template"),
                             ("native_labels", "labels")]),
@@ -118,8 +119,18 @@ def init_single_run_wf(
                            ("warp_xfm", "inputnode.warp_xfm")]),
         (figure, ds_wf, [("figure", "inputnode.registration_figure")]),
     ])
-    if chi_reference == "csf":
+    # The reference regions are recorded in every table (ref_*_ppm), whichever is used.
+    if atlas.ventricles is not None:
         workflow.connect(register, "native_ventricles", roi, "csf_mask")
+    if atlas.white_matter is not None:
+        warp_white_matter = pe.Node(WarpTemplateMask(mask=str(atlas.white_matter)),
+                                    name="warp_white_matter")
+        workflow.connect([
+            (qsm_wf, warp_white_matter, [("outputnode.brain_mask", "reference")]),
+            (register, warp_white_matter, [("affine_xfm", "affine_xfm"),
+                                           ("warp_xfm", "warp_xfm")]),
+            (warp_white_matter, roi, [("native_mask", "wm_mask")]),
+        ])
     return workflow
 
 

@@ -54,3 +54,38 @@ def test_erosion_trims_partial_volume():
     table = roi_table(chi, labels, REGIONS[:1], mask, 1.0, entities={"subject": "01"},
                       chi_reference="none", erode_vox=1)
     assert table.n_voxels[0] == 8**3 and table.roi_erosion_vox[0] == 1
+
+
+def test_every_reference_region_is_recorded():
+    chi = np.full((20, 20, 20), 0.01)
+    chi[:4] = -0.03  # white matter
+    chi[16:] = 0.02  # ventricles
+    labels = np.zeros(chi.shape, int)
+    labels[8:12] = 1
+    chi[8:12] = 0.07
+    wm = np.zeros(chi.shape, bool)
+    wm[:4] = True
+    csf = np.zeros(chi.shape, bool)
+    csf[16:] = True
+    mask = np.ones(chi.shape, bool)
+    mask[:, :, 0] = False
+    table = roi_table(chi, labels, REGIONS[:1], mask, 2.0, entities={"subject": "01"},
+                      chi_reference="white_matter", csf_mask=csf, wm_mask=wm,
+                      registration_similarity=0.93)
+    row = table.iloc[0]
+    assert row.mean_ppm == pytest.approx(0.07 + 0.03)
+    assert row.chi_reference_ppm == pytest.approx(-0.03)
+    assert row.ref_wm_ppm == pytest.approx(-0.03)
+    assert row.ref_csf_ppm == pytest.approx(0.02)
+    # 4 slabs of 0.07, 4 of -0.03, 4 of 0.02 and 8 of 0.01, out of 20.
+    assert row.ref_whole_brain_ppm == pytest.approx((4 * 0.07 - 4 * 0.03 + 4 * 0.02 + 8 * 0.01)
+                                                    / 20)
+    assert row.mask_volume_mm3 == 20 * 20 * 19 * 2.0
+    assert row.registration_similarity == pytest.approx(0.93)
+
+    without = roi_table(chi, labels, REGIONS[:1], mask, 2.0, entities={"subject": "01"})
+    assert np.isnan(without.ref_wm_ppm[0]) and np.isnan(without.ref_csf_ppm[0])
+    assert np.isnan(without.registration_similarity[0])
+    with pytest.raises(ValueError, match="white-matter mask"):
+        roi_table(chi, labels, REGIONS[:1], mask, 2.0, entities={"subject": "01"},
+                  chi_reference="white_matter")
