@@ -118,6 +118,7 @@ class WholeHeadScan:
     b0_t: float
     chi_ppm: np.ndarray  # truth: chi of the brain, reduced in k-space
     local_field_hz: np.ndarray  # truth: field of the brain's sources, reduced in k-space
+    total_field_hz: np.ndarray  # truth: the whole field (shim included), reduced in k-space
     brain_mask: np.ndarray  # bool
     deepgm: np.ndarray  # int16, labels of qsmflow/data/deepgm_labels.tsv
     tissue: np.ndarray  # uint8 labels at each output voxel centre (TISSUE_NAMES)
@@ -278,6 +279,7 @@ def simulate(anatomy, *, b0_t=3.0, te_s=None, voxel_size_mm=1.0, pose_deg=(0.0, 
                                         extend_low_z_vox=int(round(NECK_EXTENSION_MM / vox)))
     del chi
     total, shim_info = shim(total, anatomy.brain, fine_affine, rng)
+    total_field_hz = kspace_reduce(total, factor, workers=workers) * hz_per_ppm
     phi0 = phase_offset(fine_affine, total.shape, rng)
     fat = fat_fraction > 0
     echoes = []
@@ -310,5 +312,5 @@ def simulate(anatomy, *, b0_t=3.0, te_s=None, voxel_size_mm=1.0, pose_deg=(0.0, 
                 "nucleus_chi_ppm": subject["nucleus_chi_ppm"], **shim_info,
                 "registration": anatomy.registration}
     return WholeHeadScan(out_affine, np.stack(magnitude, -1), np.stack(phase, -1), te_s,
-                         b0_t, chi_truth * brain, local_field_hz, brain,
+                         b0_t, chi_truth * brain, local_field_hz, total_field_hz, brain,
                          label_reduce(anatomy.deepgm, factor), tissue, metadata)

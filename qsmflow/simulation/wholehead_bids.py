@@ -98,6 +98,11 @@ def write_scan(out_dir: Path, label: str, scan: WholeHeadScan) -> None:
     _json(Path(f"{stem}_desc-local_fieldmap.json"), {
         "Units": "Hz", "Description": "field of the sources inside the true brain "
         "(chi * brain) with the continuous kernel at 0.5 mm, reduced in k-space"})
+    _save(scan.total_field_hz, scan.affine, Path(f"{stem}_desc-total_fieldmap.nii.gz"),
+          np.float32)
+    _json(Path(f"{stem}_desc-total_fieldmap.json"), {
+        "Units": "Hz", "Description": "the whole field (every source, shim included) with "
+        "the continuous kernel at 0.5 mm, reduced in k-space; no phase offset"})
     _save(scan.deepgm, scan.affine, Path(f"{stem}_desc-deepgm_dseg.nii.gz"), np.int16)
     _save(scan.tissue, scan.affine, Path(f"{stem}_desc-tissue_dseg.nii.gz"), np.uint8)
 

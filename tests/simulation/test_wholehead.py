@@ -108,7 +108,8 @@ def test_simulated_echoes_follow_the_tissue_relaxation():
     scan = wh.simulate(anatomy, voxel_size_mm=1.0, pose_deg=wh.POSES_DEG["oblique"],
                        snr=1e6, seed=3, workers=1)
     assert scan.magnitude.shape == scan.phase_rad.shape == (24, 24, 24, 5)
-    assert scan.chi_ppm.shape == scan.local_field_hz.shape == scan.brain_mask.shape
+    assert (scan.chi_ppm.shape == scan.local_field_hz.shape == scan.total_field_hz.shape
+            == scan.brain_mask.shape == (24, 24, 24))
     assert np.abs(scan.phase_rad).max() <= np.pi
     # The oblique pose tilts B0 in voxel coordinates by the pose's rotation.
     cos = np.dot(scan.metadata["b0_direction_voxel"], (0.0, 0.0, 1.0))
