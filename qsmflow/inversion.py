@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsmflow.algorithms.inversion import cfl2, ndi, tkd
+from qsmflow.algorithms.inversion import NDI_ITERATIONS, cfl2, ndi, tkd
 from qsmflow.constants import rad_per_ppm
 
 INVERSION_METHODS = ("nsidl", "tkd", "cfl2", "ndi")
-NDI_ITERATIONS = 60  # early stopping: NDI's regularisation (Polak 2020)
 
 
 @dataclass(frozen=True)

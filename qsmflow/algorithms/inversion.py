@@ -21,6 +21,8 @@ from qsmflow.constants import TKD_THRESHOLD
 from .dipole import pad_with_dipole_kernel
 from .fourier import irfftn, kspace_grid, pad_to, rfftn
 
+NDI_ITERATIONS = 60  # early stopping is NDI's regularisation (Polak 2020)
+
 
 def _padded_problem(local_field_ppm, mask, voxel_size_mm, b0_direction, pad_vox):
     field = np.asarray(local_field_ppm, dtype=np.float64) * np.asarray(mask, bool)
@@ -86,7 +88,7 @@ def ndi(
     *,
     phase_scale_rad_per_ppm: float,
     weight=None,
-    n_iterations: int = 60,
+    n_iterations: int = NDI_ITERATIONS,
     step: float = 2.0,
     lam: float = 1e-3,
     pad_vox=None,
