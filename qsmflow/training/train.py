@@ -23,7 +23,7 @@ import torch
 
 from qsmflow.algorithms.metrics import nrmse_percent
 from qsmflow.dl.nsidl import CHI_SCALE_PPM, NSIDL, NSIDLConfig
-from qsmflow.files import atomic_write, sha256_file
+from qsmflow.files import atomic_write, atomic_write_text, sha256_file
 
 from .synthetic import random_head_models, sample_batch
 
@@ -127,10 +127,11 @@ def train(args) -> Path:
         print(f"stopped after step {step} as asked (--stop-after)", flush=True)
         return checkpoint
     weights = out / "nsidl.pt"
-    torch.save({"config": config.to_dict(), "state_dict": model.state_dict()}, weights)
+    final = {"config": config.to_dict(), "state_dict": model.state_dict()}
+    atomic_write(weights, lambda tmp: torch.save(final, tmp))
     log["wall_time_s"] = time.time() - started
     log["sha256"] = sha256_file(weights)
-    (out / "training_log.json").write_text(json.dumps(log, indent=1))
+    atomic_write_text(out / "training_log.json", json.dumps(log, indent=1))
     print(f"wrote {weights} sha256 {log['sha256']}", flush=True)
     return weights
 
