@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from qsmflow.files import atomic_write, atomic_write_text
+from qsmflow.bids.nifti import save_nifti
+from qsmflow.files import atomic_write_text
 
 from .anatomy import deepgm_labels
 from .wholehead import (
@@ -57,14 +57,6 @@ def split_of(subject: str) -> str:
     raise ValueError(f"BrainWeb subject {subject!r} is in no split")
 
 
-def _save(array, affine, path: Path, dtype) -> None:
-    img = nib.Nifti1Image(np.asarray(array).astype(dtype), affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    atomic_write(path, lambda tmp: nib.save(img, tmp))
-
-
 def _json(path: Path, content: dict) -> None:
     atomic_write_text(path, json.dumps(content, indent=2, default=float) + "\n")
 
@@ -77,7 +69,7 @@ def write_scan(out_dir: Path, label: str, scan: WholeHeadScan) -> None:
         for part, data, extra in (("mag", scan.magnitude, {"Units": "arbitrary"}),
                                   ("phase", scan.phase_rad, {"Units": "rad"})):
             stem = anat / f"sub-{label}_echo-{n}_part-{part}_MEGRE"
-            _save(data[..., n - 1], scan.affine, Path(f"{stem}.nii.gz"), np.float32)
+            save_nifti(data[..., n - 1], scan.affine, Path(f"{stem}.nii.gz"), dtype=np.float32)
             _json(Path(f"{stem}.json"), {
                 "EchoTime": te, "EchoNumber": n, "MagneticFieldStrength": scan.b0_t,
                 "Manufacturer": MANUFACTURER, "FlipAngle": FLIP_ANGLE_DEG[scan.b0_t],
@@ -85,26 +77,26 @@ def write_scan(out_dir: Path, label: str, scan: WholeHeadScan) -> None:
                 "ImageType": ["ORIGINAL", "PRIMARY", "M" if part == "mag" else "P"], **extra})
     truth = out_dir / "derivatives" / "groundtruth" / f"sub-{label}" / "anat"
     stem = truth / f"sub-{label}"
-    _save(scan.chi_ppm, scan.affine, Path(f"{stem}_Chimap.nii.gz"), np.float32)
+    save_nifti(scan.chi_ppm, scan.affine, Path(f"{stem}_Chimap.nii.gz"), dtype=np.float32)
     _json(Path(f"{stem}_Chimap.json"), {
         "Units": "ppm", "Description": "true susceptibility of the brain (relative to "
         "water/CSF), reduced from 0.5 mm in k-space", **scan.metadata})
-    _save(scan.brain_mask, scan.affine, Path(f"{stem}_desc-brain_mask.nii.gz"), np.uint8)
+    save_nifti(scan.brain_mask, scan.affine, Path(f"{stem}_desc-brain_mask.nii.gz"), dtype=np.uint8)
     _json(Path(f"{stem}_desc-brain_mask.json"), {
         "Type": "Brain", "Description": "GM + WM + deep gray + ventricles (volume fraction "
         "> 0.5 of each voxel); no CSF outside the brain's surface"})
-    _save(scan.local_field_hz, scan.affine, Path(f"{stem}_desc-local_fieldmap.nii.gz"),
-          np.float32)
+    save_nifti(scan.local_field_hz, scan.affine, Path(f"{stem}_desc-local_fieldmap.nii.gz"),
+               dtype=np.float32)
     _json(Path(f"{stem}_desc-local_fieldmap.json"), {
         "Units": "Hz", "Description": "field of the sources inside the true brain "
         "(chi * brain) with the continuous kernel at 0.5 mm, reduced in k-space"})
-    _save(scan.total_field_hz, scan.affine, Path(f"{stem}_desc-total_fieldmap.nii.gz"),
-          np.float32)
+    save_nifti(scan.total_field_hz, scan.affine, Path(f"{stem}_desc-total_fieldmap.nii.gz"),
+               dtype=np.float32)
     _json(Path(f"{stem}_desc-total_fieldmap.json"), {
         "Units": "Hz", "Description": "the whole field (every source, shim included) with "
         "the continuous kernel at 0.5 mm, reduced in k-space; no phase offset"})
-    _save(scan.deepgm, scan.affine, Path(f"{stem}_desc-deepgm_dseg.nii.gz"), np.int16)
-    _save(scan.tissue, scan.affine, Path(f"{stem}_desc-tissue_dseg.nii.gz"), np.uint8)
+    save_nifti(scan.deepgm, scan.affine, Path(f"{stem}_desc-deepgm_dseg.nii.gz"), dtype=np.int16)
+    save_nifti(scan.tissue, scan.affine, Path(f"{stem}_desc-tissue_dseg.nii.gz"), dtype=np.uint8)
 
 
 def write_dataset(out_dir: Path, scans: dict) -> None:
