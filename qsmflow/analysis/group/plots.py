@@ -41,10 +41,21 @@ STRIP_JITTER_SEED = 20240601
 SVG_HASH_SALT = "qsmflow"
 
 
-def _panels(pairs) -> tuple[list[str], list[str]]:
+def _panel_grid(pairs) -> tuple[Figure, np.ndarray, list, int]:
+    """One panel per (roi, hemisphere): rows are hemispheres, columns ROIs; a panel with
+    no pair is hidden. Returns the figure, the axes, [(ax, roi, hemisphere, row, col)]
+    and the number of rows."""
     rois = list(dict.fromkeys(roi for roi, _ in pairs))
     hemispheres = list(dict.fromkeys(hemi for _, hemi in pairs))
-    return rois, hemispheres
+    fig, axes = _figure(len(hemispheres), len(rois))
+    panels = []
+    for row, hemisphere in enumerate(hemispheres):
+        for col, roi in enumerate(rois):
+            if (roi, hemisphere) in pairs:
+                panels.append((axes[row, col], roi, hemisphere, row, col))
+            else:
+                axes[row, col].set_axis_off()
+    return fig, axes, panels, len(hemispheres)
 
 
 def _figure(n_rows: int, n_cols: int):
@@ -100,32 +111,26 @@ def plot_group_boxplot(values: pd.DataFrame, groups: pd.Series, *, statistic: st
     groups = groups[groups.index.isin(values.index)]
     labels = sorted(groups.unique())
     pairs = list(values.columns)
-    rois, hemispheres = _panels(pairs)
     significant = set()
     if comparisons is not None:
         hits = comparisons[comparisons["significant_fdr"]]
         significant = set(zip(hits["roi"], hits["hemisphere"], strict=True))
-    fig, axes = _figure(len(hemispheres), len(rois))
+    fig, axes, panels, n_rows = _panel_grid(pairs)
     rng = np.random.default_rng(STRIP_JITTER_SEED)
     positions = np.arange(len(labels), dtype=float)
-    for row, hemisphere in enumerate(hemispheres):
-        for col, roi in enumerate(rois):
-            ax = axes[row, col]
-            if (roi, hemisphere) not in pairs:
-                ax.set_axis_off()
-                continue
-            data = _by_group(values[(roi, hemisphere)], groups, labels)
-            drawn = [i for i, x in enumerate(data) if x.size]
-            if drawn:
-                ax.boxplot([data[i] for i in drawn], positions=positions[drawn],
-                           widths=BOX_WIDTH, showfliers=False, medianprops={"color": "black"})
-            _strips(ax, data, positions, rng)
-            ax.set_xticks(positions, labels)
-            ax.set_xlim(positions[0] - 1 + BOX_WIDTH, positions[-1] + 1 - BOX_WIDTH)
-            mark = " *" if (roi, hemisphere) in significant else ""
-            ax.set_title(_title(roi, hemisphere, mark), fontsize="medium")
-            if col == 0:
-                ax.set_ylabel(statistic)
+    for ax, roi, hemisphere, _row, col in panels:
+        data = _by_group(values[(roi, hemisphere)], groups, labels)
+        drawn = [i for i, x in enumerate(data) if x.size]
+        if drawn:
+            ax.boxplot([data[i] for i in drawn], positions=positions[drawn],
+                       widths=BOX_WIDTH, showfliers=False, medianprops={"color": "black"})
+        _strips(ax, data, positions, rng)
+        ax.set_xticks(positions, labels)
+        ax.set_xlim(positions[0] - 1 + BOX_WIDTH, positions[-1] + 1 - BOX_WIDTH)
+        mark = " *" if (roi, hemisphere) in significant else ""
+        ax.set_title(_title(roi, hemisphere, mark), fontsize="medium")
+        if col == 0:
+            ax.set_ylabel(statistic)
     fig.suptitle(f"{statistic} by {group_by}; * Welch test significant at FDR {alpha:g}")
     return fig
 
@@ -153,33 +158,27 @@ def plot_adjusted_means(values: pd.DataFrame, groups: pd.Series, adjusted: pd.Da
     groups = groups.map(lambda v: group_label(v) if pd.notna(v) else v)
     labels = sorted(groups.dropna().unique())
     pairs = list(values.columns)
-    rois, hemispheres = _panels(pairs)
-    fig, axes = _figure(len(hemispheres), len(rois))
+    fig, axes, panels, n_rows = _panel_grid(pairs)
     rng = np.random.default_rng(STRIP_JITTER_SEED)
     positions = np.arange(len(labels), dtype=float)
-    for row, hemisphere in enumerate(hemispheres):
-        for col, roi in enumerate(rois):
-            ax = axes[row, col]
-            if (roi, hemisphere) not in pairs:
-                ax.set_axis_off()
+    for ax, roi, hemisphere, _row, col in panels:
+        _strips(ax, _by_group(values[(roi, hemisphere)], groups, labels), positions, rng)
+        here = adjusted[(adjusted["roi"] == roi) & (adjusted["hemisphere"] == hemisphere)]
+        for position, label in zip(positions, labels, strict=True):
+            level = here[here["level"] == label]
+            if level.empty:
                 continue
-            _strips(ax, _by_group(values[(roi, hemisphere)], groups, labels), positions, rng)
-            here = adjusted[(adjusted["roi"] == roi) & (adjusted["hemisphere"] == hemisphere)]
-            for position, label in zip(positions, labels, strict=True):
-                level = here[here["level"] == label]
-                if level.empty:
-                    continue
-                mean = float(level["mean"].iloc[0])
-                ax.errorbar(position + MEAN_OFFSET, mean, yerr=[
-                    [mean - float(level["ci_low"].iloc[0])],
-                    [float(level["ci_high"].iloc[0]) - mean]],
-                    fmt="D", color="black", markersize=MEAN_MARKER_SIZE_PT, capsize=3)
-            ax.set_xticks(positions, labels)
-            ax.set_xlim(positions[0] - 0.6, positions[-1] + 0.6)
-            mark = " *" if significant and (roi, hemisphere) in significant else ""
-            ax.set_title(_title(roi, hemisphere, mark), fontsize="medium")
-            if col == 0:
-                ax.set_ylabel(statistic)
+            mean = float(level["mean"].iloc[0])
+            ax.errorbar(position + MEAN_OFFSET, mean, yerr=[
+                [mean - float(level["ci_low"].iloc[0])],
+                [float(level["ci_high"].iloc[0]) - mean]],
+                fmt="D", color="black", markersize=MEAN_MARKER_SIZE_PT, capsize=3)
+        ax.set_xticks(positions, labels)
+        ax.set_xlim(positions[0] - 0.6, positions[-1] + 0.6)
+        mark = " *" if significant and (roi, hemisphere) in significant else ""
+        ax.set_title(_title(roi, hemisphere, mark), fontsize="medium")
+        if col == 0:
+            ax.set_ylabel(statistic)
     fig.suptitle(f"{statistic} by {group_by}: participants and adjusted means "
                  f"(95% CI) of {formula}; * group term q_fdr < 0.05")
     return fig
@@ -203,32 +202,26 @@ def plot_chi_vs_age(values: pd.DataFrame, age_years: pd.Series, lines: pd.DataFr
         Group label per row of ``values``, for the colours.
     """
     pairs = list(values.columns)
-    rois, hemispheres = _panels(pairs)
-    fig, axes = _figure(len(hemispheres), len(rois))
+    fig, axes, panels, n_rows = _panel_grid(pairs)
     labels = [""] if groups is None else sorted(groups.dropna().map(group_label).unique())
     colours = {label: f"C{i}" for i, label in enumerate(labels)}
-    for row, hemisphere in enumerate(hemispheres):
-        for col, roi in enumerate(rois):
-            ax = axes[row, col]
-            if (roi, hemisphere) not in pairs:
-                ax.set_axis_off()
-                continue
-            column = values[(roi, hemisphere)]
-            for label in labels:
-                keep = np.ones(len(column), bool) if groups is None else \
-                    (groups.map(lambda v: group_label(v) if pd.notna(v) else "").to_numpy()
-                     == label)
-                ax.plot(age_years.to_numpy(float)[keep], column.to_numpy(float)[keep], "o",
-                        markersize=STRIP_MARKER_SIZE_PT, alpha=STRIP_ALPHA,
-                        color=colours[label], label=label or None)
-            here = lines[(lines["roi"] == roi) & (lines["hemisphere"] == hemisphere)]
-            for label, line in here.groupby("level", sort=True):
-                ax.plot(line["age"], line["chi"], "-", color=colours.get(label, "black"))
-            ax.set_title(_title(roi, hemisphere), fontsize="medium")
-            if col == 0:
-                ax.set_ylabel(statistic)
-            if row == len(hemispheres) - 1:
-                ax.set_xlabel("age (years)")
+    for ax, roi, hemisphere, row, col in panels:
+        column = values[(roi, hemisphere)]
+        for label in labels:
+            keep = np.ones(len(column), bool) if groups is None else \
+                (groups.map(lambda v: group_label(v) if pd.notna(v) else "").to_numpy()
+                 == label)
+            ax.plot(age_years.to_numpy(float)[keep], column.to_numpy(float)[keep], "o",
+                    markersize=STRIP_MARKER_SIZE_PT, alpha=STRIP_ALPHA,
+                    color=colours[label], label=label or None)
+        here = lines[(lines["roi"] == roi) & (lines["hemisphere"] == hemisphere)]
+        for label, line in here.groupby("level", sort=True):
+            ax.plot(line["age"], line["chi"], "-", color=colours.get(label, "black"))
+        ax.set_title(_title(roi, hemisphere), fontsize="medium")
+        if col == 0:
+            ax.set_ylabel(statistic)
+        if row == n_rows - 1:
+            ax.set_xlabel("age (years)")
     if groups is not None:
         axes[0, 0].legend(fontsize="small")
     fig.suptitle(f"{statistic} against age; lines: {caption}")
