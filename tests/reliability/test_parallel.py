@@ -3,8 +3,8 @@ processes writing into one OUTPUT_DIR (and one work directory) do not corrupt it
 
 import json
 
-from qsmflow.cli.config import EXIT_OK
 from qsmflow.analysis.group import run_group_level
+from qsmflow.cli.config import EXIT_OK
 
 from .datasets import assert_same_derivatives, qsmflow_command, run_qsmflow, start_qsmflow
 
