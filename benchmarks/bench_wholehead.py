@@ -62,7 +62,7 @@ def _load(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _one(folder: Path, pattern: str) -> Path:
-    hits = sorted(folder.glob(pattern))
+    hits = sorted(folder.rglob(pattern))  # anat/ and fmap/
     if len(hits) != 1:
         raise FileNotFoundError(f"expected one {pattern} in {folder}, found {hits}")
     return hits[0]
@@ -135,9 +135,9 @@ def evaluate(label: str, bids: Path, outs: dict, work: Path, log: Path) -> dict:
         (bids / f"sub-{label}" / "anat").glob("*part-phase_MEGRE.json"))]
     te_mean = float(np.mean(te))
     result = {"true_brain_ml": float(truth["brain"].sum() * voxel_ml)}
-    rows = {}
+    rows, maps = {}, {}
     for name, out in outs.items():
-        anat = out / f"sub-{label}" / "anat"
+        anat = out / f"sub-{label}"
         mask = _load(_one(anat, "*desc-brain_mask.nii.gz"))[0] > 0.5
         valid = _load(_one(anat, "*desc-qsm_mask.nii.gz"))[0] > 0.5
         chi = _load(_one(anat, "*_Chimap.nii.gz"))[0]
@@ -155,17 +155,27 @@ def evaluate(label: str, bids: Path, outs: dict, work: Path, log: Path) -> dict:
             result["mask_volume_error_percent"] = float(
                 100 * (mask.sum() - truth["brain"].sum()) / truth["brain"].sum())
         rows[name] = row
+        maps[name] = chi, valid
     brain_path = truth_dir / f"sub-{label}_desc-brain_mask.nii.gz"
     local_path, eroded_path = bgremove_default(
         truth_dir / f"sub-{label}_desc-total_fieldmap.nii.gz", brain_path, work)
     chi = invert(local_path, eroded_path, work / f"{label}_truetotal_chi.nii.gz", te_mean,
                  "nsidl", log)
-    rows["true_total_field"] = chi_metrics(chi, _load(eroded_path)[0] > 0.5, truth)
+    maps["true_total_field"] = chi, _load(eroded_path)[0] > 0.5
+    rows["true_total_field"] = chi_metrics(*maps["true_total_field"], truth)
     for method in ("nsidl", "tkd"):
         chi = invert(truth_dir / f"sub-{label}_desc-local_fieldmap.nii.gz", brain_path,
                      work / f"{label}_truelocal_{method}.nii.gz", te_mean, method, log)
+        maps[f"true_local_field_{method}"] = chi, truth["brain"]
         rows[f"true_local_field_{method}"] = chi_metrics(chi, truth["brain"], truth)
-    e = {k: rows[k]["nrmse_percent"] for k in rows}
+    # The shares compare the rows on one region: the true brain where every row has chi.
+    common = np.logical_and.reduce([valid for _, valid in maps.values()])
+    for name, (chi, _) in maps.items():
+        on_common = chi_metrics(chi, common, truth)
+        rows[name]["nrmse_common_percent"] = on_common["nrmse_percent"]
+        rows[name]["xsim_common"] = on_common["xsim"]
+    result["common_coverage"] = float((common & truth["brain"]).sum() / truth["brain"].sum())
+    e = {k: rows[k]["nrmse_common_percent"] for k in rows}
     result["rows"] = rows
     result["error_shares_nrmse_points"] = {
         "mask": e["default"] - e["true_mask"],
@@ -217,8 +227,8 @@ def main() -> int:
                   f"{row['dgm_linearity']:.2f}" + (f"  ROI slope {row['roi_slope']:.2f} R2 "
                                                    f"{row['roi_r2']:.2f}" if "roi_slope" in
                                                    row else ""))
-        print("  shares (NRMSE points):", {k: round(v, 1) for k, v in
-                                           h["error_shares_nrmse_points"].items()})
+        shares = {k: round(v, 1) for k, v in h["error_shares_nrmse_points"].items()}
+        print(f"  shares (NRMSE points, common region {h['common_coverage']:.2f}):", shares)
     print(f"wall {m['wall_s']:.0f} s, peak RSS {m['peak_rss_gb']:.1f} GB (this process)")
     name = "wholehead" if args.voxel_size_mm == 1.0 else f"wholehead_{args.voxel_size_mm:g}mm"
     write_result(name, {**results, "peak_rss_gb": m["peak_rss_gb"]},

@@ -18,7 +18,8 @@ Anatomy: the BrainWeb heads with registered Colin27 cavities and atlas nuclei
 
 The truth is reduced the same way: chi of the brain (chi * true brain) and the local field
 (the field of the brain's sources only) by the same k-space crop; masks and labels by the
-volume fraction of each output voxel (> 0.5, or the largest label).
+volume fraction of each output voxel (> 0.5, or the largest label). The true total field is
+that local field plus the background field at the output voxel centres.
 
 Subjects are split once, here, for every script: :data:`TUNING_SUBJECTS` may be used to
 choose settings; :data:`TEST_SUBJECTS` are only for reporting; :data:`TRAINING_SUBJECTS`
@@ -118,7 +119,7 @@ class WholeHeadScan:
     b0_t: float
     chi_ppm: np.ndarray  # truth: chi of the brain, reduced in k-space
     local_field_hz: np.ndarray  # truth: field of the brain's sources, reduced in k-space
-    total_field_hz: np.ndarray  # truth: the whole field (shim included), reduced in k-space
+    total_field_hz: np.ndarray  # truth: local field + background at the voxel centres
     brain_mask: np.ndarray  # bool
     deepgm: np.ndarray  # int16, labels of qsmflow/data/deepgm_labels.tsv
     tissue: np.ndarray  # uint8 labels at each output voxel centre (TISSUE_NAMES)
@@ -271,7 +272,6 @@ def simulate(anatomy, *, b0_t=3.0, te_s=None, voxel_size_mm=1.0, pose_deg=(0.0, 
     brain_chi = chi * anatomy.brain
     local = continuous_dipole_field_ppm(brain_chi, vox, b0_dir, pad_vox=pad, workers=workers)
     local_field_hz = kspace_reduce(local, factor, workers=workers) * hz_per_ppm
-    del local
     chi_truth = kspace_reduce(brain_chi, factor, workers=workers)
     del brain_chi
     total = continuous_dipole_field_ppm(chi - np.float32(AIR_MINUS_TISSUE_CHI_PPM), vox,
@@ -279,7 +279,13 @@ def simulate(anatomy, *, b0_t=3.0, te_s=None, voxel_size_mm=1.0, pose_deg=(0.0, 
                                         extend_low_z_vox=int(round(NECK_EXTENSION_MM / vox)))
     del chi
     total, shim_info = shim(total, anatomy.brain, fine_affine, rng)
-    total_field_hz = kspace_reduce(total, factor, workers=workers) * hz_per_ppm
+    # True total field: the background (sources outside the brain, harmonic inside it)
+    # sampled at the output voxel centres, plus the reduced local field. Cropping the
+    # spectrum of the background would ring (it jumps by ppm at air and bone) and make it
+    # non-harmonic in the brain, which no background removal could undo.
+    step = (slice(None, None, factor),) * 3
+    total_field_hz = (total[step] - local[step]) * hz_per_ppm + local_field_hz
+    del local
     phi0 = phase_offset(fine_affine, total.shape, rng)
     fat = fat_fraction > 0
     echoes = []

@@ -93,8 +93,9 @@ def write_scan(out_dir: Path, label: str, scan: WholeHeadScan) -> None:
     save_nifti(scan.total_field_hz, scan.affine, Path(f"{stem}_desc-total_fieldmap.nii.gz"),
                dtype=np.float32)
     _json(Path(f"{stem}_desc-total_fieldmap.json"), {
-        "Units": "Hz", "Description": "the whole field (every source, shim included) with "
-        "the continuous kernel at 0.5 mm, reduced in k-space; no phase offset"})
+        "Units": "Hz", "Description": "the whole field (every source, shim included; no phase "
+        "offset): the local field plus the background field (continuous kernel at 0.5 mm) "
+        "at the voxel centres"})
     save_nifti(scan.deepgm, scan.affine, Path(f"{stem}_desc-deepgm_dseg.nii.gz"), dtype=np.int16)
     save_nifti(scan.tissue, scan.affine, Path(f"{stem}_desc-tissue_dseg.nii.gz"), dtype=np.uint8)
 
