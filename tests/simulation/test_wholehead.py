@@ -103,10 +103,11 @@ def _ball_head(n=48):
     return wa.WholeHeadAnatomy("synthetic", affine, tissue, deepgm, r <= 8.0, {})
 
 
-def test_simulated_echoes_follow_the_tissue_relaxation():
+@pytest.mark.parametrize("b0_t", [3.0, 7.0])
+def test_simulated_echoes_follow_the_tissue_relaxation(b0_t):
     anatomy = _ball_head()
-    scan = wh.simulate(anatomy, voxel_size_mm=1.0, pose_deg=wh.POSES_DEG["oblique"],
-                       snr=1e6, seed=3, workers=1)
+    scan = wh.simulate(anatomy, b0_t=b0_t, voxel_size_mm=1.0,
+                       pose_deg=wh.POSES_DEG["oblique"], snr=1e6, seed=3, workers=1)
     assert scan.magnitude.shape == scan.phase_rad.shape == (24, 24, 24, 5)
     assert (scan.chi_ppm.shape == scan.local_field_hz.shape == scan.total_field_hz.shape
             == scan.brain_mask.shape == (24, 24, 24))
@@ -116,8 +117,8 @@ def test_simulated_echoes_follow_the_tissue_relaxation():
     expected = wh.rotation_matrix(wh.POSES_DEG["oblique"])[2, 2]
     np.testing.assert_allclose(cos, expected, atol=1e-9)
     # White-matter decay between echoes: exp(-dTE R2*) with this subject's R2* scale.
-    subject = wh.draw_subject(np.random.default_rng(3), 3.0)
-    r2s = wh._TISSUES[wa.WM][5][0] * subject["r2star_scale"]
+    subject = wh.draw_subject(np.random.default_rng(3), b0_t)
+    r2s = wh._TISSUES[wa.WM][5][0 if b0_t == 3.0 else 1] * subject["r2star_scale"]
     r = np.sqrt(((np.indices((24, 24, 24)) * 2 - 23.5) ** 2).sum(0)) * wa.FINE_VOXEL_MM
     wm = scan.magnitude[(r > 3.5) & (r < 4.5)]
     dte = scan.te_s[1] - scan.te_s[0]
