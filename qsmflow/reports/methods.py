@@ -62,6 +62,9 @@ REFERENCES = {
                   "NeuroImage 2011;54:313-327.",
     "Rolls 2020": "Rolls ET, Huang CC, Lin CP, Feng J, Joliot M. Automated anatomical "
                   "labelling atlas 3. NeuroImage 2020;206:116189.",
+    "Diedrichsen 2009": "Diedrichsen J, Balsters JH, Flavell J, Cussans E, Ramnani N. A "
+                        "probabilistic MR atlas of the human cerebellum. NeuroImage "
+                        "2009;46:39-46.",
     "Diedrichsen 2011": "Diedrichsen J, Maderwald S, Kuper M, et al. Imaging the deep "
                         "cerebellar nuclei: a probabilistic atlas and normalization "
                         "procedure. NeuroImage 2011;54:1786-1794.",
@@ -116,8 +119,10 @@ def roi_methods(*, atlas: str, registered: bool, chi_reference: str,
                 roi_erode_vox: int = 0) -> str:
     """The methods paragraph of the deep gray matter ROI table."""
     if registered and atlas.startswith("AAL3"):
-        text = ("Deep gray matter regions of the AAL3 atlas [Rolls 2020], with a dentate "
-                "nucleus at the centroid of the SUIT dentate [Diedrichsen 2011], were "
+        text = ("Deep gray matter regions of the AAL3 atlas [Rolls 2020] and the dentate "
+                "nuclei of the SUIT cerebellar atlas (its maximum-probability labels, "
+                "defined in MNI152NLin2009cSym space and used on the 2009a template grid "
+                "without a transform) [Diedrichsen 2009; Diedrichsen 2011] were "
                 "carried from the ICBM 2009a nonlinear symmetric template [Fonov 2011] into "
                 "each scan's native space by a rigid, affine and SyN registration of the "
                 "template to the brain-masked first-echo magnitude with ANTs [Avants 2008] "
