@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from qsmflow import __version__
-from qsmflow.algorithms.bgremove import default_vsharp_radii_mm
+from qsmflow.algorithms.bgremove import default_vsharp_radii_mm, describe_background_removal
 from qsmflow.bids.naming import derivative_path
 from qsmflow.files import atomic_write_text
 
@@ -145,10 +145,15 @@ def _parameters(sidecar: dict, config: Mapping, details: Mapping[str, str],
         rows.append(("brain mask", f"given (--brain-mask-dir {config['brain_mask_dir']})"))
     else:
         threshold = config.get("mask_threshold")
+        method = config.get("mask_method", "threshold")
+        erode = config.get("mask_erode_mm")
+        erode = (1.0 if method == "threshold" else 0.0) if erode is None else erode
         rows.append(("brain mask", "first-echo magnitude, "
-                     + (f"threshold {threshold:g} of the robust maximum" if threshold
-                        else "Otsu threshold")
-                     + f", erosion {config.get('mask_erode_mm', 1.0):g} mm"
+                     + ({"deepbet": "deepbet, CSF rim removed by R2*",
+                         "deepbet-intracranial": "deepbet (intracranial)"}.get(method)
+                        or (f"threshold {threshold:g} of the robust maximum" if threshold
+                            else "Otsu threshold"))
+                     + f", erosion {erode:g} mm"
                      + (f"; {details['brain mask']}" if details.get("brain mask") else "")))
     refine = config.get("bgremove_refine", True)
     rows.append(("background removal", BGREMOVE_DESCRIPTIONS[config.get("bgremove", "lbv")]
@@ -211,7 +216,8 @@ def _run_context(out_dir: Path, info: RunInfo, *, config: Mapping, timings: Mapp
         for kind, caption in (
             ("magnitude", "First-echo magnitude with the brain mask outline"),
             ("totalfield", "Total field (Hz): unwrapped, phase offset removed"),
-            ("localfield", "Local field (Hz) after V-SHARP background removal"),
+            ("localfield", "Local field (Hz) after " + describe_background_removal(
+                config.get("bgremove", "lbv"), config.get("bgremove_refine", True))),
             ("chi", f"Susceptibility chi (ppm), fixed window +-{CHI_WINDOW_PPM:g} ppm"))]
     run["rois"] = None
     if roi_table is not None:

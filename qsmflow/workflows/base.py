@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from nipype.pipeline import engine as pe
 
 from qsmflow import __version__
+from qsmflow.algorithms.bgremove import describe_background_removal
 from qsmflow.atlases import Atlas
 from qsmflow.bids.discovery import GRERun
 from qsmflow.interfaces.atlas import RegisterAtlas, RegistrationFigure
 from qsmflow.interfaces.roi import ROIStats, WarpTemplateMask
 
-from .outputs import QSM_OUTPUTS, ROI_OUTPUTS, init_ds_run_wf, registration_outputs
+from .outputs import ROI_OUTPUTS, init_ds_run_wf, qsm_outputs, registration_outputs
 from .qsm import init_qsm_wf
 
 
@@ -66,7 +67,9 @@ def init_single_run_wf(
         "GeneratedBy": [{"Name": "qsmflow", "Version": __version__}],
         **(provenance or {}),
     }
-    outputs = QSM_OUTPUTS
+    # The sidecars name the background removal that the run's node is set to run.
+    bgremove = qsm_wf.get_node("bgremove").inputs
+    outputs = qsm_outputs(describe_background_removal(bgremove.method, bgremove.refine))
     if labels is not None:
         outputs += ROI_OUTPUTS
     elif atlas is not None:

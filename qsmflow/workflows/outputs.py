@@ -28,28 +28,34 @@ class Output:
 # BIDS Derivatives: a field map is a ``fieldmap`` in ``fmap/`` (Units Hz) and needs a
 # ``magnitude`` beside it; masked maps say ``SkullStripped``. Every image's sidecar also
 # gets ``Sources`` and ``SpatialReference`` (init_ds_run_wf). docs/bids_validation.md.
-QSM_OUTPUTS = (
-    Output("chi_ppm", "Chimap", ".nii.gz", sidecar={
-        "Units": "ppm", "Description": "magnetic susceptibility (SI, volume), inside the mask",
-        "SkullStripped": True}),
-    Output("brain_mask", "mask", ".nii.gz", {"description": "brain"}, {
-        "Type": "Brain", "Description": "brain mask (from the first-echo magnitude, or the "
-        "mask given with --brain-mask-dir)"}),
-    Output("eroded_mask", "mask", ".nii.gz", {"description": "qsm"}, {
-        "Type": "ROI",
-        "Description": "voxels where the local field and chi are valid (after V-SHARP)"},
-        derived_from=("brain_mask",)),
-    Output("total_field_hz", "fieldmap", ".nii.gz", {"description": "total"}, {
-        "Units": "Hz", "Description": "unwrapped total field, phase offset removed; defined "
-        "up to a field that is harmonic inside the mask", "SkullStripped": True},
-        datatype="fmap", derived_from=("brain_mask",)),
-    Output("local_field_hz", "fieldmap", ".nii.gz", {"description": "local"}, {
-        "Units": "Hz", "Description": "local field after V-SHARP background removal",
-        "SkullStripped": True}, datatype="fmap", derived_from=("total_field_hz",)),
-    Output("magnitude", "magnitude", ".nii.gz", sidecar={
-        "Description": "first-echo magnitude, the anatomical reference of the field maps",
-        "SkullStripped": False}, datatype="fmap", first_volume=True),
-)
+def qsm_outputs(background_removal: str) -> tuple[Output, ...]:
+    """The QSM chain's derivatives; the QSM mask and the local field name
+    ``background_removal``, the method that ran (``describe_background_removal``)."""
+    return (
+        Output("chi_ppm", "Chimap", ".nii.gz", sidecar={
+            "Units": "ppm", "Description": "magnetic susceptibility (SI, volume), inside the mask",
+            "SkullStripped": True}),
+        Output("brain_mask", "mask", ".nii.gz", {"description": "brain"}, {
+            "Type": "Brain", "Description": "brain mask (from the first-echo magnitude, or the "
+            "mask given with --brain-mask-dir)"}),
+        Output("eroded_mask", "mask", ".nii.gz", {"description": "qsm"}, {
+            "Type": "ROI",
+            "Description": f"voxels where the local field and chi are valid (after "
+                           f"{background_removal})"},
+            derived_from=("brain_mask",)),
+        Output("total_field_hz", "fieldmap", ".nii.gz", {"description": "total"}, {
+            "Units": "Hz", "Description": "unwrapped total field, phase offset removed; defined "
+            "up to a field that is harmonic inside the mask", "SkullStripped": True},
+            datatype="fmap", derived_from=("brain_mask",)),
+        Output("local_field_hz", "fieldmap", ".nii.gz", {"description": "local"}, {
+            "Units": "Hz", "Description": f"local field after {background_removal}",
+            "SkullStripped": True}, datatype="fmap", derived_from=("total_field_hz",)),
+        Output("magnitude", "magnitude", ".nii.gz", sidecar={
+            "Description": "first-echo magnitude, the anatomical reference of the field maps",
+            "SkullStripped": False}, datatype="fmap", first_volume=True),
+    )
+
+
 # The columns of the label table beyond BIDS' index and name.
 DSEG_COLUMNS = {
     "roi": {"Description": "the structure, without its hemisphere"},
@@ -101,7 +107,7 @@ def _sidecars(outputs: tuple[Output, ...], out_paths: list[str],
 
 
 def init_ds_run_wf(*, out_dir: str, entities: dict, static_metadata: dict,
-                   outputs: tuple[Output, ...] = QSM_OUTPUTS,
+                   outputs: tuple[Output, ...],
                    name: str = "ds_run_wf") -> pe.Workflow:
     """Write all derivatives of one run in a single all-or-nothing sink.
 

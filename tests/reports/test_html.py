@@ -267,3 +267,21 @@ def test_methods_name_the_background_removal_that_ran():
     assert "V-SHARP" not in lbv_text
     plain = qsm_methods(ECHO_TIMES_S, B0_T, "tkd", bgremove="vsharp", bgremove_refine=False)
     assert "V-SHARP [Schweser 2011; Wu 2012] and" in plain and "Liu 2018" not in plain
+
+
+def _images_section(text: str) -> str:
+    return text[text.index(f'id="run-{OK_RUN}-images"'):text.index(f'id="run-{OK_RUN}-rois"')]
+
+
+def test_local_field_caption_names_the_background_removal_that_ran(report, tmp_path):
+    # The fixture's run: V-SHARP with the refinement.
+    images = _images_section(report["html"])
+    assert ("Local field (Hz) after V-SHARP background removal with dipole-model refinement"
+            in images)
+    out = tmp_path / "out"
+    shutil.copytree(report["out"], out)
+    record = json.loads(json.dumps(report["record"]))
+    record["config"].update(bgremove="lbv", bgremove_refine=False)
+    images = _images_section(_render(out, record).read_text())
+    assert "Local field (Hz) after LBV background removal</figcaption>" in images
+    assert "V-SHARP" not in images and "refinement" not in images

@@ -15,9 +15,9 @@ from qsmflow.bids.validator import run_validator
 from qsmflow.interfaces.atlas import _save_warp
 from qsmflow.interfaces.derivatives import FirstVolume
 from qsmflow.workflows.outputs import (
-    QSM_OUTPUTS,
     ROI_OUTPUTS,
     _sidecars,
+    qsm_outputs,
     registration_outputs,
 )
 
@@ -41,7 +41,8 @@ def _image(path: Path, shape, dtype=np.float32, zooms=None) -> Path:
 
 def _derivative_dataset(out: Path) -> list[str]:
     """What the sink writes for sub-01 of the examples, with small images."""
-    outputs = QSM_OUTPUTS + ROI_OUTPUTS + registration_outputs("MNI152NLin2009aSym")
+    outputs = (qsm_outputs("LBV background removal") + ROI_OUTPUTS
+               + registration_outputs("MNI152NLin2009aSym"))
     from qsmflow.bids.naming import derivative_path
 
     paths = [str(derivative_path(".", {"subject": "01", **o.entities}, o.suffix, o.extension,

@@ -40,4 +40,27 @@ from .lbv import lbv
 from .refine import refine_with_dipole_model
 from .vsharp import default_vsharp_radii_mm, vsharp
 
-__all__ = ["default_vsharp_radii_mm", "lbv", "refine_with_dipole_model", "vsharp"]
+# The methods by the names the configuration uses (``--bgremove``), and how people call them.
+METHOD_NAMES = {"lbv": "LBV", "vsharp": "V-SHARP"}
+
+__all__ = ["METHOD_NAMES", "default_vsharp_radii_mm", "describe_background_removal", "lbv",
+           "refine_with_dipole_model", "vsharp"]
+
+
+def describe_background_removal(method: str, refined: bool) -> str:
+    """What ran, in words: ``"LBV background removal with dipole-model refinement"``.
+
+    The derivatives' sidecars and the report's captions name the background removal
+    with this, so that they say what actually ran.
+
+    Parameters
+    ----------
+    method : {"lbv", "vsharp"}
+    refined : bool
+        Whether :func:`refine_with_dipole_model` ran around it.
+    """
+    if method not in METHOD_NAMES:
+        raise ValueError(f"unknown background removal method {method!r}; "
+                         f"choose one of {sorted(METHOD_NAMES)}")
+    return (f"{METHOD_NAMES[method]} background removal"
+            + (" with dipole-model refinement" if refined else ""))
