@@ -97,10 +97,9 @@ def _timing_rows(timings: Mapping[str, float], details: Mapping[str, str]) -> li
     return rows
 
 
-def _vsharp_radii_text(config: Mapping, details: Mapping[str, str],
-                       voxel_size_mm) -> str:
-    if details.get("V-SHARP"):
-        return details["V-SHARP"].removeprefix("radii ") + " (as run)"
+def _vsharp_radii_text(config: Mapping, voxel_size_mm) -> str:
+    """The radii the run used: given, or QSM.jl's rule on the image's voxel size (which is
+    what RemoveBackground applies)."""
     radii = config.get("vsharp_radii_mm") or []
     if radii:
         return f"{max(radii):g}-{min(radii):g} mm ({len(radii)} radii, given)"
@@ -161,7 +160,7 @@ def _parameters(sidecar: dict, config: Mapping, details: Mapping[str, str],
     if config.get("bgremove", "lbv") == "lbv":
         rows.append(("LBV peel", f"{config.get('lbv_peel_mm', 0.0):g} mm"))
     else:
-        rows.append(("V-SHARP radii", _vsharp_radii_text(config, details, voxel_size)))
+        rows.append(("V-SHARP radii", _vsharp_radii_text(config, voxel_size)))
         rows.append(("V-SHARP TSVD threshold", f"{config.get('vsharp_threshold', 0.05):g}"))
     if roi_table is not None and len(roi_table):
         first = roi_table.iloc[0]

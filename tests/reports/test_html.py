@@ -102,9 +102,11 @@ def _render(out: Path, record: dict) -> Path:
         out, "sub-01",
         runs_info=[RunInfo(OK_RUN), RunInfo(FAILED_RUN, "failed",
                                             "stage invert failed: RuntimeError: boom")],
-        timings={OK_RUN: {"brain mask": 1.5, "V-SHARP": 5.1, "dipole inversion": 40.2},
+        timings={OK_RUN: {"brain mask": 1.5, "background removal": 5.1,
+                          "dipole inversion": 40.2},
                  FAILED_RUN: {"brain mask": 1.4, "dipole inversion": 0.3}},
-        stage_details={OK_RUN: {"brain mask": "1200 ml", "V-SHARP": "radii 36-4 mm"},
+        stage_details={OK_RUN: {"brain mask": "1200 ml", "background removal":
+                                "V-SHARP radii 36-4 mm, dipole-model refinement"},
                        FAILED_RUN: {"dipole inversion": "FAILED"}},
         warnings={OK_RUN: ["3 NaN/Inf voxels were set to zero <script>alert(1)</script>"]},
         config_record=record)
@@ -170,7 +172,8 @@ def test_run_parameters_timings_and_warnings(report):
     assert "4.00, 11.00, 18.00 ms (3 echoes)" in text
     assert "3 T" in text and "15.0 deg" in text  # B0 tilted 15 degrees from the slice axis
     assert SHA in text
-    assert "36-4 mm" in text  # V-SHARP radii as run
+    # V-SHARP radii: QSM.jl's rule on the 2 mm voxels, as RemoveBackground applies it
+    assert "36-4 mm (9 radii; default" in text
     assert "40.2" in text and "1200 ml" in text
     assert "caudate" in text and ("+0.0" in text or "-0.0" in text)  # ROI table in ppm
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script>alert" not in text
