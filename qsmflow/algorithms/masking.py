@@ -65,7 +65,8 @@ def bias_corrected_magnitude(magnitude: np.ndarray, voxel_size_mm, *,
     return magnitude / np.maximum(bias, floor)
 
 
-def _ball(radius_mm: float, voxel_size_mm) -> np.ndarray:
+def ball(radius_mm: float, voxel_size_mm) -> np.ndarray:
+    """Boolean ball of ``radius_mm`` on a grid of ``voxel_size_mm`` (a structuring element)."""
     voxel_size_mm = np.asarray(voxel_size_mm, dtype=float)
     half = np.floor(radius_mm / voxel_size_mm).astype(int)
     axes = [np.arange(-h, h + 1) * v for h, v in zip(half, voxel_size_mm, strict=False)]
@@ -81,13 +82,13 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == (1 + int(np.argmax(sizes)))
 
 
-def _erode(mask, radius_mm, voxel_size_mm):
+def erode_mask(mask, radius_mm, voxel_size_mm):
     """Erosion by a ball; the world beyond the field of view counts as inside.
 
     A mask that reaches the edge of the field of view (a slab, a crop) continues beyond
     it, so the edge is no reason to erode; a head surrounded by air never reaches it.
     """
-    return ndimage.binary_erosion(mask, structure=_ball(radius_mm, voxel_size_mm),
+    return ndimage.binary_erosion(mask, structure=ball(radius_mm, voxel_size_mm),
                                   border_value=1)
 
 
@@ -144,14 +145,14 @@ def brain_mask(
         level = threshold * robust_max
     mask = np.isfinite(corrected) & (corrected > level)
     if opening_mm > 0:
-        mask = ndimage.binary_dilation(_erode(mask, opening_mm, voxel_size_mm),
-                                       structure=_ball(opening_mm, voxel_size_mm))
+        mask = ndimage.binary_dilation(erode_mask(mask, opening_mm, voxel_size_mm),
+                                       structure=ball(opening_mm, voxel_size_mm))
     mask = largest_component(mask)
     if fill_holes:
-        closing = _ball(CLOSING_MM, voxel_size_mm)
-        closed = _erode(ndimage.binary_dilation(mask, structure=closing), CLOSING_MM,
+        closing = ball(CLOSING_MM, voxel_size_mm)
+        closed = erode_mask(ndimage.binary_dilation(mask, structure=closing), CLOSING_MM,
                         voxel_size_mm)
         mask = ndimage.binary_fill_holes(closed | mask)
     if erode_mm > 0:
-        mask = _erode(mask, erode_mm, voxel_size_mm)
+        mask = erode_mask(mask, erode_mm, voxel_size_mm)
     return mask.astype(bool)

@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from qsmflow.algorithms.brain_extraction import DEFAULT_MASK_METHOD
 from qsmflow.bids.errors import QSMUsageError
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "PBS", "PBSGraph", "SGE")
@@ -36,8 +37,9 @@ class Config:
     b0_tesla: float | None = None
     phase_units: str | None = None
     phase_sign: int = 1
+    mask_method: str = DEFAULT_MASK_METHOD
     mask_threshold: float | None = None
-    mask_erode_mm: float = 1.0
+    mask_erode_mm: float | None = None  # None: the method's default
     brain_mask_dir: Path | None = None
     vsharp_radii_mm: tuple[float, ...] = ()
     vsharp_threshold: float = 0.05
@@ -168,6 +170,11 @@ def build_config(args) -> Config:
         value = getattr(args, name)
         if value and not Path(value).exists():
             raise QSMUsageError(f"--{name.replace('_', '-')} {value} does not exist.")
+    if args.mask_threshold is not None and args.mask_method != "threshold":
+        raise QSMUsageError("--mask-threshold is for --mask-method threshold, not "
+                            f"{args.mask_method}.")
+    if args.mask_erode_mm is not None and args.mask_erode_mm < 0:
+        raise QSMUsageError("--mask-erode-mm must be 0 or more.")
     if args.mem_gb is not None and args.mem_gb <= 0:
         raise QSMUsageError("--mem-gb must be positive.")
     if args.b0_tesla is not None and not 0 < args.b0_tesla <= 21.2:
@@ -204,7 +211,7 @@ def build_config(args) -> Config:
         plugin_args=plugin_args, inversion=args.inversion,
         weights=Path(args.weights).resolve() if args.weights else None, device=args.device,
         b0_tesla=args.b0_tesla, phase_units=args.phase_units, phase_sign=args.phase_sign,
-        mask_threshold=args.mask_threshold,
+        mask_method=args.mask_method, mask_threshold=args.mask_threshold,
         mask_erode_mm=args.mask_erode_mm,
         brain_mask_dir=Path(args.brain_mask_dir).resolve() if args.brain_mask_dir else None,
         vsharp_radii_mm=tuple(args.vsharp_radii_mm or ()),

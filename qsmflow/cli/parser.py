@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from qsmflow import __version__
+from qsmflow.algorithms.brain_extraction import DEFAULT_MASK_METHOD, MASK_METHODS
 
 from .config import PLUGINS
 
@@ -71,10 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     qsm.add_argument("--phase-sign", type=int, choices=PHASE_SIGNS, default=1,
                      help="-1 for phase that turns the other way (reported for some GE "
                      "data): then veins come out negative in the Chimap (default: 1)")
-    qsm.add_argument("--mask-threshold", type=float, help="magnitude threshold as a fraction "
-                     "of the robust maximum (default: Otsu)")
-    qsm.add_argument("--mask-erode-mm", type=float, default=1.0,
-                     help="erosion of the brain mask in mm (default: 1.0)")
+    qsm.add_argument("--mask-method", choices=MASK_METHODS, default=DEFAULT_MASK_METHOD,
+                     help="deepbet: deepbet's brain mask of the first echo, then the CSF "
+                     "under the skull removed by its low R2* (needs 2+ echoes); "
+                     "deepbet-intracranial: deepbet's mask, CSF rim kept; threshold: "
+                     "bias-corrected Otsu threshold, which on a whole head also takes in "
+                     f"CSF, scalp muscle and the neck (default: {DEFAULT_MASK_METHOD})")
+    qsm.add_argument("--mask-threshold", type=float, help="--mask-method threshold: "
+                     "magnitude threshold as a fraction of the robust maximum (default: Otsu)")
+    qsm.add_argument("--mask-erode-mm", type=float, default=None,
+                     help="erosion of the brain mask in mm (default: 0 for deepbet, "
+                     "1.0 for threshold)")
     qsm.add_argument("--brain-mask-dir", help="derivatives folder with your own "
                      "sub-*/[ses-*/]anat/*_desc-brain_mask.nii.gz, used instead of ours")
     qsm.add_argument("--bgremove", choices=["lbv", "vsharp"], default="lbv",

@@ -161,7 +161,8 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
             roi_erode_vox=config.roi_erode_vox,
             provenance={"QsmflowProvenance": str(record_path.relative_to(config.output_dir))},
             qsm_options=dict(
-                mask_threshold=config.mask_threshold, mask_erode_mm=config.mask_erode_mm,
+                mask_method=config.mask_method, mask_threshold=config.mask_threshold,
+                mask_erode_mm=config.mask_erode_mm,
                 vsharp_radii_mm=list(config.vsharp_radii_mm) or None,
                 vsharp_threshold=config.vsharp_threshold, inversion=config.inversion,
                 bgremove=config.bgremove, lbv_peel_mm=config.lbv_peel_mm,

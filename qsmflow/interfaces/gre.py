@@ -1,4 +1,7 @@
-"""Interfaces for the GRE processing stages: preparation, mask, echo fit, unwrap, background."""
+"""Interfaces for the GRE processing stages: preparation, echo fit, unwrap, background.
+
+The brain mask node is in :mod:`qsmflow.interfaces.brainmask`.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +24,7 @@ from qsmflow.algorithms.bgremove import (
 from qsmflow.algorithms.dipole import b0_direction_from_affine, voxel_size_from_affine
 from qsmflow.algorithms.echo_combination import data_weight_from_noise, fit_echo_phase
 from qsmflow.algorithms.fourier import fft_threads
-from qsmflow.algorithms.masking import brain_mask
 from qsmflow.algorithms.unwrap import laplacian_unwrap, reliable_phase_mask
-from qsmflow.bids.errors import QSMInputError
 from qsmflow.bids.phase_units import (
     PHASE_SIGNS,
     PHASE_UNITS,
@@ -95,54 +96,6 @@ class PrepareGRE(SimpleInterface):
                                                output_path("magnitude.nii.gz"))
         self._results["phase_rad"] = save_like(np.stack(phases, -1), affine,
                                                output_path("phase_rad.nii.gz"))
-        return runtime
-
-
-class _BrainMaskInputSpec(BaseInterfaceInputSpec):
-    magnitude = File(exists=True, mandatory=True, desc="4-D magnitude; the first echo is used")
-    user_mask = File(exists=True, desc="use this mask instead of computing one")
-    threshold = traits.Float(desc="fraction of the robust maximum (default: Otsu)")
-    erode_mm = traits.Float(1.0, usedefault=True)
-
-
-class _BrainMaskOutputSpec(TraitedSpec):
-    mask = File(exists=True)
-    volume_ml = traits.Float()
-
-
-class BrainMask(SimpleInterface):
-    """Brain mask from the first-echo magnitude, or the user's mask checked for its grid."""
-
-    input_spec = _BrainMaskInputSpec
-    output_spec = _BrainMaskOutputSpec
-
-    def _run_interface(self, runtime):
-        magnitude, affine = load_data(self.inputs.magnitude)
-        voxel_size = voxel_size_from_affine(affine)
-        if isdefined(self.inputs.user_mask):
-            mask, _ = load_data(self.inputs.user_mask)
-            mask = mask > 0.5
-            problem = f"the mask {self.inputs.user_mask} from --brain-mask-dir is empty"
-        else:
-            kwargs = {"erode_mm": self.inputs.erode_mm}
-            if isdefined(self.inputs.threshold):
-                kwargs["threshold"] = self.inputs.threshold
-            try:
-                mask = brain_mask(magnitude[..., 0], voxel_size, **kwargs)
-            except ValueError as err:
-                mask, problem = None, str(err)
-            else:
-                problem = "the mask is empty"
-        if mask is None or not mask.any():
-            n_signal = int(np.count_nonzero(magnitude[..., 0]))
-            raise QSMInputError(
-                f"no brain mask: {problem}. The first-echo magnitude has signal in "
-                f"{n_signal} of {magnitude[..., 0].size} voxels. Check the magnitude images "
-                "(their scaling, or a wrong echo), or give --mask-threshold, or your own "
-                "masks with --brain-mask-dir.")
-        self._results["mask"] = save_like(mask, affine, output_path("brain_mask.nii.gz"),
-                                          dtype=np.uint8)
-        self._results["volume_ml"] = float(mask.sum() * np.prod(voxel_size) / 1000.0)
         return runtime
 
 

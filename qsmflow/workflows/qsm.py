@@ -5,8 +5,9 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from qsmflow.algorithms.brain_extraction import DEFAULT_MASK_METHOD
+from qsmflow.interfaces.brainmask import BrainMask
 from qsmflow.interfaces.gre import (
-    BrainMask,
     CombineEchoes,
     PrepareGRE,
     RemoveBackground,
@@ -28,8 +29,9 @@ def init_qsm_wf(
     echo_times_s: list[float],
     b0_t: float,
     user_mask: str | None = None,
+    mask_method: str = DEFAULT_MASK_METHOD,
     mask_threshold: float | None = None,
-    mask_erode_mm: float = 1.0,
+    mask_erode_mm: float | None = None,
     vsharp_radii_mm: list[float] | None = None,
     vsharp_threshold: float = 0.05,
     bgremove: str = "lbv",
@@ -82,7 +84,11 @@ def init_qsm_wf(
 
     prepare = pe.Node(PrepareGRE(phase_units=phase_units, phase_units_from=phase_units_from,
                                  phase_sign=phase_sign), name="prepare")
-    mask = pe.Node(BrainMask(erode_mm=mask_erode_mm), name="mask", mem_gb=STAGE_MEM_GB)
+    mask = pe.Node(BrainMask(method=mask_method, echo_times_s=list(echo_times_s),
+                             device=device, n_threads=omp_nthreads),
+                   name="mask", n_procs=omp_nthreads, mem_gb=STAGE_MEM_GB)  # deepbet: 1.4 GB
+    if mask_erode_mm is not None:
+        mask.inputs.erode_mm = mask_erode_mm
     if user_mask:
         mask.inputs.user_mask = user_mask
     if mask_threshold is not None:
