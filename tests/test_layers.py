@@ -155,27 +155,10 @@ def test_every_package_is_in_the_layer_table():
     assert present == set(LAYERS), (present ^ set(LAYERS))
 
 
-# Import edges that break the table and are being removed, with who removes them; the
-# layer tests ignore chains through them, and the strict xfail below fails once they
-# are gone, so that the entry is deleted with them.
-KNOWN_VIOLATIONS: dict[str, str] = {}
-
-
-def _known(violation: str) -> bool:
-    return any(edge in violation for edge in KNOWN_VIOLATIONS)
-
-
 @pytest.mark.parametrize("layer", sorted(LAYERS))
 def test_layer_imports_point_one_way(layer):
-    violations = [v for v in check_layers(PACKAGE)
-                  if v.startswith(f"{layer} ") and not _known(v)]
+    violations = [v for v in check_layers(PACKAGE) if v.startswith(f"{layer} ")]
     assert not violations, "\n".join(violations)
-
-
-@pytest.mark.xfail(bool(KNOWN_VIOLATIONS), strict=True,
-                   reason="known violations: " + "; ".join(KNOWN_VIOLATIONS))
-def test_no_known_violation_is_left():
-    assert not [v for v in check_layers(PACKAGE) if _known(v)]
 
 
 def test_the_root_package_imports_nothing_heavy():
