@@ -27,7 +27,8 @@ import numpy as np
 from scipy import ndimage
 
 from qsmflow.bids.errors import QSMInputError
-from qsmflow.files import atomic_write, atomic_write_text
+from qsmflow.bids.nifti import save_nifti
+from qsmflow.files import atomic_write_text
 
 from .anatomy import deepgm_labels, load_template_anatomy
 
@@ -55,15 +56,6 @@ class Atlas:
     white_matter: Path | None = None
 
 
-def _save(array, affine, path: Path, dtype) -> None:
-    img = nib.Nifti1Image(np.asarray(array).astype(dtype), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    # Two runs sharing a work directory may build the atlas at the same time, and each
-    # file must appear complete or not at all.
-    atomic_write(path, lambda tmp: nib.save(img, tmp))
-
-
 def default_atlas(cache_dir: Path) -> Atlas:
     """Build (once, deterministically) and return the default atlas under ``cache_dir``."""
     folder = Path(cache_dir) / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
@@ -78,8 +70,10 @@ def default_atlas(cache_dir: Path) -> Atlas:
         return atlas
     folder.mkdir(parents=True, exist_ok=True)
     anatomy = load_template_anatomy()
-    _save(anatomy.t1 * anatomy.brain, anatomy.affine, atlas.template, np.float32)
-    _save(anatomy.deepgm, anatomy.affine, atlas.labels, np.int16)
+    # Two runs sharing a work directory may build the atlas at the same time: save_nifti
+    # writes each file whole or not at all.
+    save_nifti(anatomy.t1 * anatomy.brain, anatomy.affine, atlas.template, dtype=np.float32)
+    save_nifti(anatomy.deepgm, anatomy.affine, atlas.labels, dtype=np.int16)
     ijk = np.indices(anatomy.t1.shape).reshape(3, -1)
     world = (anatomy.affine[:3, :3] @ ijk + anatomy.affine[:3, 3:4]).reshape(
         (3, *anatomy.t1.shape))
@@ -87,12 +81,12 @@ def default_atlas(cache_dir: Path) -> Atlas:
     for axis, (lo, hi) in enumerate(VENTRICLE_BOX_MM):
         in_box &= (world[axis] > lo) & (world[axis] < hi)
     csf = anatomy.brain & (1.0 - anatomy.gm - anatomy.wm > 0.9) & in_box
-    _save(csf, anatomy.affine, atlas.ventricles, np.uint8)
+    save_nifti(csf, anatomy.affine, atlas.ventricles, dtype=np.uint8)
     # White-matter reference: template WM probability > 0.9 outside the deep gray labels,
     # eroded so that partial volume with gray matter and CSF stays out.
     wm = anatomy.brain & (anatomy.wm > WHITE_MATTER_PROBABILITY) & (anatomy.deepgm == 0)
     wm = ndimage.binary_erosion(wm, iterations=WHITE_MATTER_EROSION_VOX)
-    _save(wm, anatomy.affine, atlas.white_matter, np.uint8)
+    save_nifti(wm, anatomy.affine, atlas.white_matter, dtype=np.uint8)
     rows = ["index\tname\troi\themisphere\tsource"] + [
         f"{lab.index}\t{lab.name}\t{lab.roi}\t{lab.hemisphere}\t{lab.source}"
         for lab in deepgm_labels()]
