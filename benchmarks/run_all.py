@@ -32,7 +32,8 @@ BENCHMARKS = [
     ("demo", ["bench_demo.py"]),
     ("inversion", ["bench_inversion.py"]),
     ("brain_mask", ["bench_brain_mask.py"]),
-    ("wholehead", ["bench_wholehead.py"]),
+    ("wholehead_1mm", ["bench_wholehead.py", "--voxel-size-mm", "1"]),
+    ("wholehead_2mm", ["bench_wholehead.py", "--voxel-size-mm", "2"]),
     ("participant", ["bench_participant.py"]),
 ]
 
