@@ -51,12 +51,13 @@ def _find_derivative(folder: Path, run, suffix_glob: str) -> Path | None:
 
 def _validate_bids_dir(config: Config) -> dict[str, str]:
     """Run the BIDS validator on BIDS_DIR (unless --skip-bids-validation): the
-    participants it refuses, with why; an invalid dataset, or one with no participant left,
-    raises QSMInputError (exit 2, nothing computed)."""
+    participants it refuses, with why. They fail as runs do for any other problem of one
+    participant (exit 1, named in the summary, the others processed); errors in the
+    dataset's own files raise QSMInputError (exit 2, nothing computed)."""
     if config.skip_bids_validation:
         LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
         return {}
-    from qsmflow.bids.validator import describe_errors, validate_input_dataset
+    from qsmflow.bids.validator import validate_input_dataset
 
     t0 = time.time()
     validation = validate_input_dataset(config.bids_dir, config.participant_label)
@@ -64,10 +65,6 @@ def _validate_bids_dir(config: Config) -> dict[str, str]:
     LOGGER.info("BIDS validator (%s): %d error(s), %d warning(s) in %.1f s%s", result.validator,
                 len(result.errors), len(result.warnings), time.time() - t0,
                 " (warnings do not stop qsmflow)" if result.warnings else "")
-    selected = set(config.participant_label) or {
-        p.name.removeprefix("sub-") for p in config.bids_dir.glob("sub-*") if p.is_dir()}
-    if validation.refused and selected <= set(validation.refused):
-        raise QSMInputError(describe_errors(result, config.bids_dir))
     return validation.refused
 
 
@@ -112,9 +109,11 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
             raise QSMUsageError(str(err)) from err
 
     runs, run_labels, masks, warnings = [], {}, {}, {}
-    for run in (r for r in discovery.runs if r.subject not in refused):
+    for run in discovery.runs:
         try:
             warnings[run.label] = validate_run_images(run)
+            if run.subject in refused:  # the validator's reason, unless ours said more
+                continue
             if config.brain_mask_dir:
                 mask = _find_derivative(config.brain_mask_dir, run, "*desc-brain_mask.nii*")
                 if mask is None:
@@ -135,6 +134,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                                                   config.roi_labels_dir.name)
             runs.append(run)
         except QSMInputError as err:
+            failures.pop(f"sub-{run.subject}", None)  # the run's own reason is more specific
             failures[run.label] = str(err)
     for label, message in failures.items():
         LOGGER.error("%s cannot be processed:\n  %s", label, message)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from qsmflow.bids.errors import QSMInputError
 from qsmflow.bids.validator import describe_errors, parse_validator_json, validate_input_dataset
 from qsmflow.cli.config import EXIT_SOME_FAILED, EXIT_USAGE
 from qsmflow.cli.run import main
@@ -83,8 +82,10 @@ def test_an_invalid_dataset_is_refused_before_anything_is_computed(examples_copy
     assert list(failed) == ["sub-01"] and "--brain-mask-dir" in failed["sub-01"]
 
 
-def test_every_participant_refused_is_a_usage_error(examples_copy):
-    """If the validator leaves no participant, the CLI exits 2 (QSMInputError)."""
+def test_every_participant_refused_fails_each_as_a_run(examples_copy):
+    """Validator errors in participants' files refuse those participants, each with its own
+    paragraph, as any other problem of one participant does (exit 1 through the summary),
+    even when none is left; only the dataset's own files make it a usage error."""
     for sidecar in examples_copy.glob("sub-*/anat/*_part-phase_MEGRE.json"):
         content = json.loads(sidecar.read_text())
         del content["Units"]
@@ -96,8 +97,10 @@ def test_every_participant_refused_is_a_usage_error(examples_copy):
         bids_dir = examples_copy
         participant_label = ()
 
-    with pytest.raises(QSMInputError, match="found 6 errors.*Nothing was computed"):
-        _validate_bids_dir(Config)
+    refused = _validate_bids_dir(Config)
+    assert sorted(refused) == ["01", "02"]
+    for label, why in refused.items():
+        assert "found 3 errors" in why and f"sub-{label}_echo-1_part-phase" in why, why
     Config.skip_bids_validation = True
     assert _validate_bids_dir(Config) == {}
 
