@@ -32,7 +32,7 @@ import pandas as pd
 
 from qsmflow import __version__
 from qsmflow.algorithms.bgremove import default_vsharp_radii_mm, describe_background_removal
-from qsmflow.bids.naming import derivative_path
+from qsmflow.bids.naming import derivative_path, parse_label
 from qsmflow.files import atomic_write_text
 
 from .methods import (
@@ -65,16 +65,10 @@ class RunInfo:
 
 
 def entities_from_label(label: str) -> dict:
-    """``sub-01_ses-pre_run-2`` -> ``{'subject': '01', 'session': 'pre', ...}``."""
-    entities = dict.fromkeys(_LABEL_KEYS.values())
-    for part in label.split("_"):
-        key, _, value = part.partition("-")
-        if key not in _LABEL_KEYS or not value:
-            raise ValueError(f"{label!r} is not a run label such as sub-01_ses-pre_run-1")
-        entities[_LABEL_KEYS[key]] = value
-    if entities["subject"] is None:
-        raise ValueError(f"{label!r} has no sub- entity")
-    return entities
+    """``sub-01_ses-pre_rec-norm_run-2`` -> ``{'subject': '01', 'session': 'pre', ...}``:
+    every BIDS entity of the label (``bids.naming.parse_label``), with subject, session,
+    acquisition and run always present (None when absent)."""
+    return {**dict.fromkeys(_LABEL_KEYS.values()), **parse_label(label)}
 
 
 def _relative_url(path: Path, base: Path) -> str:

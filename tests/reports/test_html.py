@@ -288,3 +288,13 @@ def test_local_field_caption_names_the_background_removal_that_ran(report, tmp_p
     images = _images_section(_render(out, record).read_text())
     assert "Local field (Hz) after LBV background removal</figcaption>" in images
     assert "V-SHARP" not in images and "refinement" not in images
+
+
+def test_run_labels_with_variant_entities_are_read():
+    """rec-/flip-/inv-/mt- runs (kept apart by discovery) get a report section too."""
+    entities = entities_from_label("sub-01_ses-pre_rec-norm_flip-2_run-1")
+    assert entities["subject"] == "01" and entities["session"] == "pre"
+    assert entities["reconstruction"] == "norm" and entities["flip"] == "2"
+    assert entities["acquisition"] is None
+    with pytest.raises(ValueError, match="unknown BIDS entities"):
+        entities_from_label("sub-01_foo-1")
