@@ -51,7 +51,7 @@ RUN QSMFLOW_INSTALL_STEP=package bash scripts/install.sh /opt/qsmflow/venv "" \
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="qsmflow" \
       org.opencontainers.image.description="BIDS-app for quantitative susceptibility mapping (QSM)" \
-      org.opencontainers.image.licenses="MIT"
+      org.opencontainers.image.licenses="MIT AND CC-BY-NC-3.0"
 # OMP_NUM_THREADS=1: numpy/BLAS/torch use one thread per process by default, so that
 # parallel nodes (--nprocs) do not oversubscribe the CPUs; qsmflow's --omp-nthreads
 # sets the threads of the nodes that use several (the dipole inversion).
@@ -62,6 +62,8 @@ ENV PATH=/opt/qsmflow/venv/bin:${PATH} \
     MPLCONFIGDIR=/tmp/matplotlib
 RUN useradd --create-home --uid 1000 --user-group --shell /bin/bash qsmflow
 COPY --from=build /opt/qsmflow/venv /opt/qsmflow/venv
+# The licence, with the third-party data terms (SUIT dentate: CC BY-NC 3.0).
+COPY LICENSE /usr/share/licenses/qsmflow/LICENSE
 USER 1000:1000
 WORKDIR /home/qsmflow
 ENTRYPOINT ["qsmflow"]
