@@ -125,8 +125,9 @@ class BrainMask(SimpleInterface):
                 f"no brain mask ({method}): {problem}. The first-echo magnitude "
                 f"{self.inputs.magnitude} has signal in {n_signal} of "
                 f"{magnitude[..., 0].size} voxels. Check the magnitude images (their "
-                "scaling, or a wrong echo), try another --mask-method, or give your own "
-                "masks with --brain-mask-dir.")
+                "scaling, or a wrong echo), try another --mask-method (or, with the threshold "
+                "method, another --mask-threshold), or give your own masks with "
+                "--brain-mask-dir.")
         self._results["mask"] = save_like(mask, affine, output_path("brain_mask.nii.gz"),
                                           dtype=np.uint8)
         self._results["volume_ml"] = float(mask.sum() * np.prod(voxel_size) / 1000.0)

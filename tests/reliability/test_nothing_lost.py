@@ -58,7 +58,7 @@ def test_failures_are_listed_at_the_end_and_in_the_summary(mixed_run):
     assert summary == result.summary
     assert set(summary) >= {"started", "finished", "succeeded", "failed", "config"}
     assert (mixed_run["out"] / "logs" / summary["config"]).is_file()
-    tail = result.stdout[result.stdout.index("done: 6 run(s) succeeded, 2 failed"):]
+    tail = result.stdout[result.stdout.index("done: 7 run(s) succeeded, 3 failed"):]
     for label, message in summary["failed"].items():
         assert f"FAILED {label}: {message.splitlines()[0]}" in tail
     assert "EchoTime" in summary["failed"]["sub-note"]

@@ -51,7 +51,9 @@ def test_resume_after_sigkill_during_inversion(coarse, tmp_path):
     assert bgremove_result.stat().st_mtime_ns == bgremove_mtime  # reused, not recomputed
     assert (invert / "result_invert.pklz").is_file()
     assert "sub-01: dipole inversion" in resumed.stdout
-    assert assert_same_derivatives(tmp_path / "reference", tmp_path / "out", "01") == 13
+    # anat/: Chimap, brain and qsm masks, dseg (+ tsv), ROI table, their sidecars (10);
+    # fmap/: total and local field maps and the magnitude beside them, with sidecars (6)
+    assert assert_same_derivatives(tmp_path / "reference", tmp_path / "out", "01") == 16
 
 
 def test_ctrl_c_stops_the_run_and_its_workers(coarse, tmp_path):
