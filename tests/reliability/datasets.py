@@ -294,7 +294,15 @@ def start_qsmflow(command: list[str], log: Path) -> subprocess.Popen:
     workers included, can be signalled), with stdout and stderr to ``log``.out/.err."""
     log = Path(log)
     with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
-        return subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True)
+        # SIGINT back to its default in the child: a test runner started from a
+        # non-interactive shell's background job inherits it ignored, and Python keeps an
+        # ignored SIGINT ignored, so Ctrl-C (SIGINT) would never reach qsmflow.
+        return subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True,
+                                preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(condition, process: subprocess.Popen, *, timeout_s: float, what: str,
