@@ -81,19 +81,12 @@ def _select(rows: list[dict], **where) -> list[dict]:
     return [r for r in rows if all(r.get(k) == v for k, v in where.items())]
 
 
-def _one(rows: list[dict], **where) -> dict:
-    found = _select(rows, **where)
-    if len(found) != 1:
-        raise KeyError(f"expected one row with {where}, found {len(found)}")
-    return found[0]
-
-
 def render(results: dict[str, dict]) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters.update(n=_number, table=_table, pct=lambda v, d=1: f"{100 * v:.{d}f}")
-    env.globals.update(select=_select, one=_one, generic=_generic)
+    env.globals.update(select=_select, generic=_generic)
     template = env.get_template("benchmarks.md.j2")
     used = set()
 
