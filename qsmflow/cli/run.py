@@ -134,8 +134,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                                                   config.roi_labels_dir.name)
             runs.append(run)
         except QSMInputError as err:
-            failures.pop(f"sub-{run.subject}", None)  # the run's own reason is more specific
-            failures[run.label] = str(err)
+            failures[run.label] = str(err)  # replaces the validator's for a one-run subject
     for label, message in failures.items():
         LOGGER.error("%s cannot be processed:\n  %s", label, message)
     for label, items in warnings.items():
