@@ -12,8 +12,13 @@ The default atlas works offline, from installed files only (``qsmflow.atlases.an
   (Diedrichsen et al. NeuroImage 2009, 2011; MNI152NLin2009cSym), shipped in
   ``qsmflow/data/atlases/suit/`` under CC BY-NC 3.0, placed on the 2009a grid by the
   identity in MNI coordinates (residual misalignment measured in docs/atlases.md);
-* ventricles (for ``--chi-reference csf``): template CSF (1 - GM - WM > 0.9) inside the
-  lateral-ventricle box |x| < 25, -45 < y < 25, 0 < z < 30 mm.
+* lateral ventricles (for ``--chi-reference csf``): no installed package ships ventricle
+  labels, so they are derived from the template's own tissue maps (same licence as the
+  template): the connected components (face connectivity) of template CSF
+  (1 - GM - WM > 0.7, inside the brain) that stay more than 3 mm from the brain's surface
+  and hold at least 1 ml. CSF outside the brain (subarachnoid space, sulci, cisterns) is
+  connected to the surface and so left out; on the ICBM 2009a template this keeps exactly
+  the two lateral ventricles (7.1 ml each; docs/atlases.md).
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ from .anatomy import deepgm_labels, load_template_anatomy
 
 DEFAULT_ATLAS_NAME = "AAL3+SUITdentate"
 DEFAULT_TEMPLATE_SPACE = "MNI152NLin2009aSym"
-VENTRICLE_BOX_MM = ((-25.0, 25.0), (-45.0, 25.0), (0.0, 30.0))
+VENTRICLE_CSF_PROBABILITY = 0.7  # template CSF (1 - GM - WM) above which a voxel is CSF
+VENTRICLE_MIN_DEPTH_MM = 3.0  # a component nearer the brain surface is outer CSF
+VENTRICLE_MIN_VOLUME_ML = 1.0  # smaller deep CSF pockets are partial volume, not ventricle
 WHITE_MATTER_PROBABILITY = 0.9
 WHITE_MATTER_EROSION_VOX = 2  # 2 mm on the 1 mm template
-DEFAULT_ATLAS_VERSION = "3"  # bump when the construction below changes
+DEFAULT_ATLAS_VERSION = "4"  # bump when the construction below changes
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,28 @@ class Atlas:
     # White-matter reference mask on the template grid (added for the group level's
     # reference regions, issue 14); None: the ROI tables record no white-matter value.
     white_matter: Path | None = None
+
+
+def lateral_ventricles(gm: np.ndarray, wm: np.ndarray, brain: np.ndarray,
+                       affine: np.ndarray) -> np.ndarray:
+    """The lateral ventricles of a template from its GM/WM probability maps (bool).
+
+    Ventricles are the CSF (``1 - gm - wm > VENTRICLE_CSF_PROBABILITY``) that the brain
+    encloses: connected components that never come within ``VENTRICLE_MIN_DEPTH_MM`` of
+    the surface of ``brain`` and hold at least ``VENTRICLE_MIN_VOLUME_ML``.
+    """
+    voxel_mm = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    csf = brain & (1.0 - gm - wm > VENTRICLE_CSF_PROBABILITY)
+    components, n = ndimage.label(csf)
+    if n == 0:
+        return csf
+    index = np.arange(1, n + 1)
+    depth_mm = ndimage.minimum(ndimage.distance_transform_edt(brain, sampling=voxel_mm),
+                               components, index)
+    volume_ml = ndimage.sum(csf, components, index) * np.prod(voxel_mm) / 1000.0
+    keep = index[(np.asarray(depth_mm) > VENTRICLE_MIN_DEPTH_MM)
+                 & (volume_ml >= VENTRICLE_MIN_VOLUME_ML)]
+    return np.isin(components, keep)
 
 
 def default_atlas(cache_dir: Path) -> Atlas:
@@ -74,14 +103,8 @@ def default_atlas(cache_dir: Path) -> Atlas:
     # writes each file whole or not at all.
     save_nifti(anatomy.t1 * anatomy.brain, anatomy.affine, atlas.template, dtype=np.float32)
     save_nifti(anatomy.deepgm, anatomy.affine, atlas.labels, dtype=np.int16)
-    ijk = np.indices(anatomy.t1.shape).reshape(3, -1)
-    world = (anatomy.affine[:3, :3] @ ijk + anatomy.affine[:3, 3:4]).reshape(
-        (3, *anatomy.t1.shape))
-    in_box = np.ones(anatomy.t1.shape, bool)
-    for axis, (lo, hi) in enumerate(VENTRICLE_BOX_MM):
-        in_box &= (world[axis] > lo) & (world[axis] < hi)
-    csf = anatomy.brain & (1.0 - anatomy.gm - anatomy.wm > 0.9) & in_box
-    save_nifti(csf, anatomy.affine, atlas.ventricles, dtype=np.uint8)
+    save_nifti(lateral_ventricles(anatomy.gm, anatomy.wm, anatomy.brain, anatomy.affine),
+               anatomy.affine, atlas.ventricles, dtype=np.uint8)
     # White-matter reference: template WM probability > 0.9 outside the deep gray labels,
     # eroded so that partial volume with gray matter and CSF stays out.
     wm = anatomy.brain & (anatomy.wm > WHITE_MATTER_PROBABILITY) & (anatomy.deepgm == 0)
