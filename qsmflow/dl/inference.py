@@ -12,6 +12,14 @@ import torch
 from .operators import DipoleOperator
 from .weights import load_nsidl
 
+# Voxels kept around the mask's bounding box. chi is zero outside the mask, so the crop
+# changes only the dipole convolution's zero padding and the network's view beyond the
+# mask edge: the margin covers the proximal network's receptive field (about 40 voxels
+# across, so 20 each side) and more.
+CROP_MARGIN_VOX = 24
+# The U-Net pools twice by 2: a crop that starts on a multiple of 4 keeps its pooling grid.
+CROP_ALIGN_VOX = 4
+
 
 def torch_device(device: str) -> torch.device:
     """The torch device for ``--device``, refusing CUDA where torch sees none."""
@@ -19,6 +27,36 @@ def torch_device(device: str) -> torch.device:
         raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA GPU. Use "
                            "--device cpu, or install a CUDA build of torch (see README).")
     return torch.device(device)
+
+
+def mask_bounding_box(mask: np.ndarray, *, margin_vox: int = CROP_MARGIN_VOX,
+                      align_vox: int = CROP_ALIGN_VOX) -> tuple[slice, ...]:
+    """Slices of the mask's bounding box grown by ``margin_vox``, starting on multiples of
+    ``align_vox`` and clipped to the volume."""
+    occupied = np.argwhere(mask)
+    if occupied.size == 0:
+        raise ValueError("the mask is empty: there is nothing to invert")
+    box = []
+    for lo, hi, n in zip(occupied.min(0), occupied.max(0) + 1, mask.shape, strict=True):
+        start = max(0, (int(lo) - margin_vox) // align_vox * align_vox)
+        box.append(slice(start, min(n, int(hi) + margin_vox)))
+    return tuple(box)
+
+
+class _torch_threads:
+    """Use ``n`` torch threads inside the block and restore the caller's count after."""
+
+    def __init__(self, n: int | None):
+        self.n, self.previous = n, None
+
+    def __enter__(self):
+        if self.n:
+            self.previous = torch.get_num_threads()
+            torch.set_num_threads(int(self.n))
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            torch.set_num_threads(self.previous)
 
 
 def nsidl_invert(
@@ -37,17 +75,25 @@ def nsidl_invert(
 
     ``local_field_ppm`` is zero outside ``mask`` (bool); ``weight`` is the data weight
     ``W`` in [0, 1] (default 1); ``phase_scale_rad_per_ppm`` is ``s = 2 pi gamma B0 TE``
-    at the effective echo time.
+    at the effective echo time. The network runs on the mask's bounding box
+    (:func:`mask_bounding_box`), in float32; ``n_threads`` torch threads are used for
+    the call only.
     """
     device_t = torch_device(device)
-    if n_threads:
-        torch.set_num_threads(int(n_threads))
-    model, digest = load_nsidl(weights_path, device=str(device_t))
-    weight = np.ones(mask.shape) if weight is None else np.asarray(weight, np.float64)
-    to_t = lambda a: torch.from_numpy(np.asarray(a, np.float32))[None, None].to(device_t)  # noqa: E731
-    with torch.no_grad():
-        operator = DipoleOperator(mask.shape, voxel_size_mm, b0_direction).to(device_t)
+    mask = np.asarray(mask, bool)
+    box = mask_bounding_box(mask)
+    weight = np.ones(mask.shape) if weight is None else np.asarray(weight)
+
+    def to_t(array):
+        cropped = np.ascontiguousarray(array[box], np.float32)
+        return torch.from_numpy(cropped)[None, None].to(device_t)
+
+    with _torch_threads(n_threads), torch.no_grad():
+        model, digest = load_nsidl(weights_path, device=str(device_t))
+        cropped_mask = mask[box]
+        operator = DipoleOperator(cropped_mask.shape, voxel_size_mm, b0_direction).to(device_t)
         chi = model(operator, to_t(local_field_ppm), to_t(mask), to_t(weight),
                     phase_scale_rad_per_ppm, n_iterations=model.inference_iterations)
-    chi_ppm = chi[0, 0].cpu().numpy().astype(np.float64) * mask
-    return chi_ppm, digest, model.inference_iterations
+        chi_ppm = np.zeros(mask.shape)
+        chi_ppm[box] = chi[0, 0].cpu().numpy()
+    return chi_ppm * mask, digest, model.inference_iterations
