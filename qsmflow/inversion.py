@@ -12,6 +12,8 @@ References
 Shmueli K, et al. Magn Reson Med 2009;62:1510-1522 (TKD).
 Bilgic B, et al. J Magn Reson Imaging 2014;40:181-191 (CFL2).
 Polak D, et al. NMR Biomed 2020;33:e4271 (NDI).
+Bilgic B, et al. Magn Reson Med 2014;72:1444-1459 (TV by ADMM).
+Kames C, Wiggermann V, Rauscher A. NeuroImage 2018;167:276-283 (RTS).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from qsmflow.algorithms.inversion import NDI_ITERATIONS, cfl2, ndi, tkd
+from qsmflow.algorithms.inversion_rts import rts
+from qsmflow.algorithms.inversion_tv import tv
 from qsmflow.constants import rad_per_ppm
 
-INVERSION_METHODS = ("nsidl", "tkd", "cfl2", "ndi")
+INVERSION_METHODS = ("nsidl", "tkd", "cfl2", "ndi", "tv", "rts")
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,9 @@ def invert_local_field(
     """Susceptibility (ppm) from the local field (ppm) with the chosen method.
 
     ``te_s`` is the effective echo time at which the nonlinear methods (NSIDL, NDI)
-    model the phase ``s * field``, with ``s = 2 pi gamma B0 te``. ``weights_path``,
-    ``device`` and ``n_threads`` concern NSIDL only.
+    model the phase ``s * field``, with ``s = 2 pi gamma B0 te``. The data weight
+    ``weight`` is used by NSIDL, NDI and TV (TKD, CFL2 and RTS have unweighted data
+    terms). ``weights_path``, ``device`` and ``n_threads`` concern NSIDL only.
     """
     if method not in INVERSION_METHODS:
         raise ValueError(f"unknown inversion {method!r}; choose one of {INVERSION_METHODS}")
@@ -63,6 +68,11 @@ def invert_local_field(
         return InversionResult(tkd(field, mask, voxel_size_mm, b0_direction), method)
     if method == "cfl2":
         return InversionResult(cfl2(field, mask, voxel_size_mm, b0_direction), method)
+    if method == "tv":
+        return InversionResult(tv(field, mask, voxel_size_mm, b0_direction, weight=weight),
+                               method)
+    if method == "rts":
+        return InversionResult(rts(field, mask, voxel_size_mm, b0_direction), method)
     if method == "ndi":
         return InversionResult(ndi(field, mask, voxel_size_mm, b0_direction,
                                    phase_scale_rad_per_ppm=scale, weight=weight,

@@ -92,6 +92,7 @@ def ndi(
     step: float = 2.0,
     lam: float = 1e-3,
     pad_vox=None,
+    callback=None,
 ):
     """Nonlinear dipole inversion by gradient descent, regularised by early stopping.
 
@@ -99,6 +100,8 @@ def ndi(
     ``phi = s * field`` and ``s = phase_scale_rad_per_ppm``. The gradient is
     ``s D^T [W^2 sin(s D chi - phi)] + lam chi``; the step is normalised by ``s^2``
     so that ``step`` means the same at every field strength and echo time.
+    ``callback(iteration, chi)``, if given, sees every iterate (1-based; chi in ``mask``),
+    so that one run gives the error at every number of iterations.
     """
     mask = np.asarray(mask, bool)
     field_p, inner, shape, kernel = _padded_problem(
@@ -109,9 +112,11 @@ def ndi(
     mask_p, _ = pad_to(mask.astype(np.float64), shape)
     phase = s * field_p
     chi = np.zeros(shape)
-    for _ in range(n_iterations):
+    for iteration in range(1, n_iterations + 1):
         d_chi = irfftn(rfftn(chi) * kernel, shape)
         residual = w2_p * np.sin(s * d_chi - phase)
         gradient = irfftn(rfftn(residual) * kernel, shape) / s + lam * chi
         chi = (chi - step * gradient) * mask_p
+        if callback is not None:
+            callback(iteration, chi[inner] * mask)
     return chi[inner] * mask
