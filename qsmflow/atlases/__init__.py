@@ -45,6 +45,13 @@ VENTRICLE_MIN_VOLUME_ML = 1.0  # smaller deep CSF pockets are partial volume, no
 WHITE_MATTER_PROBABILITY = 0.9
 WHITE_MATTER_EROSION_VOX = 2  # 2 mm on the 1 mm template
 DEFAULT_ATLAS_VERSION = "4"  # bump when the construction below changes
+# The template spaces chi can be resampled into (--output-spaces), as SPACE:res-LABEL ->
+# (space, res): the default atlas's template on its own grid (res-1).
+OUTPUT_SPACES = {f"{DEFAULT_TEMPLATE_SPACE}:res-1": (DEFAULT_TEMPLATE_SPACE, "1")}
+TEMPLATE_RESOLUTIONS = {"1": "1 mm isotropic: the ICBM 2009a nonlinear symmetric template's "
+                        "own grid, 197 x 233 x 189 voxels, as nilearn ships it"}
+# Where the template comes from, for the SpatialReference of template-space images.
+TEMPLATE_REFERENCE_URI = "https://www.bic.mni.mcgill.ca/ServicesAtlases/ICBM152NLin2009"
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class Config:
     atlas_template: Path | None = None
     chi_reference: str = "whole_brain"
     roi_erode_vox: int = 0
+    output_spaces: tuple[str, ...] = ()  # template spaces chi is also resampled into
     group_by: str | None = None
     group_model: str | None = None
     paired_by: str | None = None
@@ -102,6 +103,43 @@ def _check_writable(folder: Path, what: str) -> None:
     if problem:
         raise QSMUsageError(f"{what} {folder} cannot be written ({problem}). Choose a folder "
                             "you can write to.")
+
+
+def add_output_spaces_argument(parser) -> None:
+    """``--output-spaces``, in the parser's "regions of interest" group (it uses the atlas
+    registration)."""
+    from qsmflow.atlases import OUTPUT_SPACES
+
+    group = next((g for g in parser._action_groups if g.title == "regions of interest"),
+                 parser)
+    group.add_argument("--output-spaces", nargs="+", metavar="SPACE:res-N",
+                       help="also resample chi into these template spaces, through the "
+                       "default atlas's registration (valid: "
+                       f"{', '.join(OUTPUT_SPACES)}; default: native space only)")
+
+
+def _output_spaces(args) -> tuple[str, ...]:
+    """The requested template spaces, validated; each once, in the order given."""
+    values = tuple(dict.fromkeys(getattr(args, "output_spaces", None) or ()))
+    if not values:
+        return ()
+    from qsmflow.atlases import OUTPUT_SPACES
+
+    unknown = [v for v in values if v not in OUTPUT_SPACES]
+    if unknown:
+        raise QSMUsageError(f"--output-spaces {unknown[0]} is not a space qsmflow can write; "
+                            f"valid: {', '.join(OUTPUT_SPACES)} (the default atlas's template "
+                            "at its 1 mm resolution).")
+    if args.analysis_level != "participant":
+        raise QSMUsageError("--output-spaces is a participant-level option; the group level "
+                            "uses the template-space maps the participant level wrote.")
+    if args.roi_labels_dir or args.atlas:
+        option = "--roi-labels-dir" if args.roi_labels_dir else "--atlas"
+        why = ("labels you supply come with no registration to a template"
+               if args.roi_labels_dir else "a custom atlas's template is no named space")
+        raise QSMUsageError(f"--output-spaces resamples chi through the default atlas's "
+                            f"registration, and {why}: drop {option} or --output-spaces.")
+    return values
 
 
 def build_config(args) -> Config:
@@ -195,6 +233,7 @@ def build_config(args) -> Config:
                             "run it with analysis level 'group' after the participant level.")
     if args.analysis_level == "group" and (args.participant_label or args.session_label):
         pass  # allowed: the group level then uses only those participants' tables
+    output_spaces = _output_spaces(args)
     work_dir = Path(args.work_dir).resolve() if args.work_dir else Path.cwd() / "work"
     if _is_relative_to(work_dir, bids_dir):
         raise QSMUsageError(f"the work directory {work_dir} is inside BIDS_DIR; choose "
@@ -222,6 +261,7 @@ def build_config(args) -> Config:
         atlas_labels=Path(args.atlas_labels).resolve() if args.atlas_labels else None,
         atlas_template=Path(args.atlas_template).resolve() if args.atlas_template else None,
         chi_reference=args.chi_reference, roi_erode_vox=args.roi_erode_vox,
+        output_spaces=output_spaces,
         group_by=args.group_by, group_model=getattr(args, "group_model", None),
         paired_by=getattr(args, "paired_by", None),
         laterality=getattr(args, "laterality", False),

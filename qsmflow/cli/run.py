@@ -12,7 +12,15 @@ from pathlib import Path
 
 from qsmflow.bids.errors import QSMInputError, QSMUsageError
 
-from .config import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, Config, build_config
+from .config import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    Config,
+    add_output_spaces_argument,
+    build_config,
+)
 from .failures import ignore_sigint_in_workers, stop_workers, write_crash_report
 from .parser import build_parser
 
@@ -157,7 +165,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
         workflow = init_qsmflow_wf(
             runs, work_dir=str(config.work_dir), out_dir=str(config.output_dir),
             run_labels=run_labels, atlas=atlas, chi_reference=config.chi_reference,
-            roi_erode_vox=config.roi_erode_vox,
+            roi_erode_vox=config.roi_erode_vox, output_spaces=config.output_spaces,
             provenance={"QsmflowProvenance": str(record_path.relative_to(config.output_dir))},
             qsm_options=dict(
                 mask_method=config.mask_method, mask_threshold=config.mask_threshold,
@@ -237,7 +245,9 @@ def _run_group_level(config: Config) -> int:
 def main(argv=None) -> int:
     args = None
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        add_output_spaces_argument(parser)
+        args = parser.parse_args(argv)
         _setup_logging(args.verbose)
         ignore_sigint_in_workers()
         config = build_config(args)

@@ -10,11 +10,11 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
 from .images import load_data, output_path, save_like
+from .template_space import template_labels_to_native
 
 # Fast settings for 2 cores: a shortened affine stage (ANTsPy's default runs 2100
 # iterations at the coarsest level), then SyN at 1/4 and 1/2 resolution. On the bundled
@@ -30,16 +30,16 @@ class _RegisterAtlasInputSpec(BaseInterfaceInputSpec):
     mask = File(exists=True, mandatory=True, desc="brain mask in the native grid")
     template = File(exists=True, mandatory=True)
     labels = File(exists=True, mandatory=True)
-    ventricles = File(exists=True, desc="CSF reference mask in template space")
     n_threads = traits.Int(1, usedefault=True)
     random_seed = traits.Int(20251125, usedefault=True)
 
 
 class _RegisterAtlasOutputSpec(TraitedSpec):
     native_labels = File(exists=True)
-    native_ventricles = File(desc="CSF reference mask in the native grid")
-    affine_xfm = File(exists=True)
-    warp_xfm = File(exists=True)
+    affine_xfm = File(exists=True, desc="template -> native affine (ANTs .mat)")
+    warp_xfm = File(exists=True, desc="template -> native SyN warp")
+    inverse_warp_xfm = File(exists=True, desc="SyN's inverse warp, for native -> template "
+                            "after the inverted affine")
     warped_template = File(exists=True)
     similarity = traits.Float(desc="normalised cross-correlation of template and magnitude")
 
@@ -60,7 +60,9 @@ def _save_warp(path: str, out_path: str) -> str:
 class RegisterAtlas(SimpleInterface):
     """Register the template to the brain-masked first-echo magnitude (rigid+affine+SyN).
 
-    Labels go into the native grid with ANTs' generic-label interpolation, never linear.
+    Labels go into the native grid with ANTs' generic-label interpolation, never linear
+    (``template_labels_to_native``, as every other template mask). SyN's inverse warp is
+    kept too, for chi in template space (``ResampleToTemplate``).
     """
 
     input_spec = _RegisterAtlasInputSpec
@@ -86,27 +88,22 @@ class RegisterAtlas(SimpleInterface):
                                    random_seed=self.inputs.random_seed)
         warp, affine_xfm = result["fwdtransforms"][0], result["fwdtransforms"][-1]
         self._results["warp_xfm"] = _save_warp(warp, output_path("template_to_native_warp.nii.gz"))
+        self._results["inverse_warp_xfm"] = _save_warp(
+            result["invtransforms"][-1], output_path("native_to_template_warp.nii.gz"))
         self._results["affine_xfm"] = shutil.copy(affine_xfm,
                                                   output_path("template_to_native_affine.mat"))
-        transforms = [self._results["warp_xfm"], self._results["affine_xfm"]]
-        labels = ants.apply_transforms(fixed, ants.image_read(self.inputs.labels), transforms,
-                                       interpolator="genericLabel")
-        self._results["native_labels"] = save_like(
-            np.rint(labels.numpy()).astype(np.int16) * mask, affine,
-            output_path("native_labels.nii.gz"), dtype=np.int16)
+        labels = template_labels_to_native(self.inputs.labels, fixed,
+                                           self._results["affine_xfm"],
+                                           self._results["warp_xfm"])
+        self._results["native_labels"] = save_like(labels * mask, affine,
+                                                   output_path("native_labels.nii.gz"),
+                                                   dtype=np.int16)
         warped = result["warpedmovout"].numpy()
         self._results["warped_template"] = save_like(warped, affine,
                                                      output_path("warped_template.nii.gz"))
         fixed_values, warped_values = fixed.numpy()[mask], warped[mask]
         self._results["similarity"] = float(np.corrcoef(fixed_values, warped_values)[0, 1])
-        if isdefined(self.inputs.ventricles):
-            vent = ants.apply_transforms(fixed, ants.image_read(self.inputs.ventricles),
-                                         transforms, interpolator="genericLabel")
-            self._results["native_ventricles"] = save_like(
-                (vent.numpy() > 0.5) & mask, affine, output_path("native_ventricles.nii.gz"),
-                dtype=np.uint8)
         return runtime
-
 
 
 class _RegistrationFigureInputSpec(BaseInterfaceInputSpec):

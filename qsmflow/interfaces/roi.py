@@ -17,7 +17,7 @@ from nipype.interfaces.base import (
 from qsmflow.algorithms.dipole import voxel_size_from_affine
 from qsmflow.analysis.roi import CHI_REFERENCES, RegionLabel, roi_table
 
-from .images import load_data, output_path, save_like
+from .images import load_data, output_path
 
 
 def read_region_labels(tsv_path) -> list[RegionLabel]:
@@ -69,36 +69,4 @@ class ROIStats(SimpleInterface):
         path = output_path("roi_table.csv")
         table.to_csv(path, index=False, float_format="%.6g")
         self._results["table"] = path
-        return runtime
-
-
-class _WarpTemplateMaskInputSpec(BaseInterfaceInputSpec):
-    mask = File(exists=True, mandatory=True, desc="binary mask in template space")
-    reference = File(exists=True, mandatory=True, desc="a 3-D image on the native grid")
-    affine_xfm = File(exists=True, mandatory=True, desc="template -> native affine")
-    warp_xfm = File(exists=True, mandatory=True, desc="template -> native warp")
-
-
-class _WarpTemplateMaskOutputSpec(TraitedSpec):
-    native_mask = File(exists=True)
-
-
-class WarpTemplateMask(SimpleInterface):
-    """A template-space mask (e.g. the white-matter reference) on the native grid, through
-    the registration already computed (ANTs generic-label interpolation)."""
-
-    input_spec = _WarpTemplateMaskInputSpec
-    output_spec = _WarpTemplateMaskOutputSpec
-
-    def _run_interface(self, runtime):
-        import ants
-
-        affine = load_data(self.inputs.reference)[1]
-        fixed = ants.image_read(self.inputs.reference)
-        warped = ants.apply_transforms(fixed, ants.image_read(self.inputs.mask),
-                                       [self.inputs.warp_xfm, self.inputs.affine_xfm],
-                                       interpolator="genericLabel")
-        self._results["native_mask"] = save_like(warped.numpy() > 0.5, affine,
-                                                 output_path("native_mask.nii.gz"),
-                                                 dtype=np.uint8)
         return runtime

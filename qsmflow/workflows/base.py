@@ -8,12 +8,19 @@ from nipype.pipeline import engine as pe
 
 from qsmflow import __version__
 from qsmflow.algorithms.bgremove import describe_background_removal
-from qsmflow.atlases import Atlas
+from qsmflow.atlases import OUTPUT_SPACES, TEMPLATE_REFERENCE_URI, TEMPLATE_RESOLUTIONS, Atlas
 from qsmflow.bids.discovery import GRERun
 from qsmflow.interfaces.atlas import RegisterAtlas, RegistrationFigure
-from qsmflow.interfaces.roi import ROIStats, WarpTemplateMask
+from qsmflow.interfaces.roi import ROIStats
+from qsmflow.interfaces.template_space import ResampleToTemplate, WarpTemplateMask
 
-from .outputs import ROI_OUTPUTS, init_ds_run_wf, qsm_outputs, registration_outputs
+from .outputs import (
+    ROI_OUTPUTS,
+    init_ds_run_wf,
+    qsm_outputs,
+    registration_outputs,
+    template_outputs,
+)
 from .qsm import init_qsm_wf
 
 
@@ -46,13 +53,22 @@ def init_single_run_wf(
     labels: RunLabels | None = None,
     chi_reference: str = "whole_brain",
     roi_erode_vox: int = 0,
+    output_spaces: tuple[str, ...] = (),
     provenance: dict | None = None,
 ) -> pe.Workflow:
     """QSM of one run, its deep gray matter ROI table and its derivatives.
 
     ROIs come from ``labels`` (native-space images the user supplies) when given, else
     from ``atlas`` registered to the run's magnitude; with neither, no table is made.
+    ``output_spaces`` (keys of ``qsmflow.atlases.OUTPUT_SPACES``; at most one, the
+    atlas's own space) adds chi and the QSM mask resampled into the atlas's template
+    through that registration.
     """
+    spaces = [OUTPUT_SPACES[value] for value in output_spaces]
+    if spaces and (labels is not None or atlas is None or len(spaces) > 1
+                   or spaces[0][0] != atlas.space):
+        raise ValueError(f"output spaces {list(output_spaces)} need the registration of an "
+                         "atlas in that one space (and no user labels)")
     workflow = pe.Workflow(name=run_workflow_name(run))
     qsm_wf = init_qsm_wf(echo_times_s=list(run.echo_times_s), b0_t=run.b0_t,
                          phase_units=run.phase_units, phase_units_from=run.phase_units_from,
@@ -74,6 +90,9 @@ def init_single_run_wf(
         outputs += ROI_OUTPUTS
     elif atlas is not None:
         outputs += ROI_OUTPUTS + registration_outputs(atlas.space)
+        for space, res in spaces:
+            outputs += template_outputs(space, res, TEMPLATE_RESOLUTIONS[res],
+                                        TEMPLATE_REFERENCE_URI)
     ds_wf = init_ds_run_wf(out_dir=out_dir, entities=run.entities,
                            static_metadata=static_metadata, outputs=outputs)
     workflow.connect([(qsm_wf, ds_wf, [
@@ -103,8 +122,6 @@ def init_single_run_wf(
     register = pe.Node(RegisterAtlas(template=str(atlas.template), labels=str(atlas.labels),
                                      n_threads=n_threads), name="register_atlas",
                        n_procs=n_threads, mem_gb=2.0)  # 1.3 GB measured at 1 mm
-    if atlas.ventricles is not None:
-        register.inputs.ventricles = str(atlas.ventricles)
     figure = pe.Node(RegistrationFigure(title=f"{run.label}: {atlas.name} registration"),
                      name="registration_figure")
     roi.inputs.labels_tsv, roi.inputs.atlas = str(atlas.labels_tsv), atlas.name
@@ -119,20 +136,31 @@ def init_single_run_wf(
                             ("native_labels", "labels")]),
         (register, ds_wf, [("native_labels", "inputnode.dseg"),
                            ("affine_xfm", "inputnode.affine_xfm"),
-                           ("warp_xfm", "inputnode.warp_xfm")]),
+                           ("warp_xfm", "inputnode.warp_xfm"),
+                           ("inverse_warp_xfm", "inputnode.inverse_warp_xfm")]),
         (figure, ds_wf, [("figure", "inputnode.registration_figure")]),
     ])
-    # The reference regions are recorded in every table (ref_*_ppm), whichever is used.
-    if atlas.ventricles is not None:
-        workflow.connect(register, "native_ventricles", roi, "csf_mask")
-    if atlas.white_matter is not None:
-        warp_white_matter = pe.Node(WarpTemplateMask(mask=str(atlas.white_matter)),
-                                    name="warp_white_matter")
+    # The reference regions are recorded in every table (ref_*_ppm), whichever is used;
+    # their masks reach the native grid through the registration, as the labels do.
+    for field, mask in (("csf_mask", atlas.ventricles), ("wm_mask", atlas.white_matter)):
+        if mask is None:
+            continue
+        warp = pe.Node(WarpTemplateMask(mask=str(mask)), name=f"warp_{field}")
         workflow.connect([
-            (qsm_wf, warp_white_matter, [("outputnode.brain_mask", "reference")]),
-            (register, warp_white_matter, [("affine_xfm", "affine_xfm"),
-                                           ("warp_xfm", "warp_xfm")]),
-            (warp_white_matter, roi, [("native_mask", "wm_mask")]),
+            (qsm_wf, warp, [("outputnode.brain_mask", "reference")]),
+            (register, warp, [("affine_xfm", "affine_xfm"), ("warp_xfm", "warp_xfm")]),
+            (warp, roi, [("native_mask", field)]),
+        ])
+    if spaces:
+        to_template = pe.Node(ResampleToTemplate(template=str(atlas.template)),
+                              name="to_template")
+        workflow.connect([
+            (qsm_wf, to_template, [("outputnode.chi_ppm", "chi_ppm"),
+                                   ("outputnode.eroded_mask", "mask")]),
+            (register, to_template, [("affine_xfm", "affine_xfm"),
+                                     ("inverse_warp_xfm", "inverse_warp_xfm")]),
+            (to_template, ds_wf, [("chi_ppm", "inputnode.template_chi_ppm"),
+                                  ("mask", "inputnode.template_mask")]),
         ])
     return workflow
 

@@ -23,6 +23,7 @@ class Output:
     datatype: str = "anat"
     first_volume: bool = False  # write only the first volume (echo 1) of a 4-D input
     derived_from: tuple[str, ...] = ()  # fields of other outputs listed in its Sources
+    spatial_reference: str = ""  # for images not on the run's grid (template space)
 
 
 # BIDS Derivatives: a field map is a ``fieldmap`` in ``fmap/`` (Units Hz) and needs a
@@ -75,13 +76,37 @@ ROI_OUTPUTS = (
 
 
 def registration_outputs(template_space: str) -> tuple[Output, ...]:
-    """Transforms (template -> native) and the registration quality figure."""
+    """Transforms and the registration quality figure. Template -> native is the affine,
+    then the warp; native -> template is the inverse warp (``from-orig_to-<template>``),
+    then the inverted affine (ANTs: ``-t [affine,1] -t inverse_warp``)."""
     xfm = {"from_space": template_space, "to_space": "orig", "mode": "image"}
+    inverse = {"from_space": "orig", "to_space": template_space, "mode": "image"}
     return (
         Output("affine_xfm", "xfm", ".mat", dict(xfm, description="affine")),
         Output("warp_xfm", "xfm", ".nii.gz", dict(xfm, description="warp")),
+        Output("inverse_warp_xfm", "xfm", ".nii.gz", dict(inverse, description="warp")),
         Output("registration_figure", "qc", ".png", {"description": "atlasreg"},
                datatype="figures"),
+    )
+
+
+def template_outputs(space: str, res: str, resolution: str,
+                     spatial_reference: str) -> tuple[Output, ...]:
+    """Chi and the QSM mask resampled into a template ``space`` at resolution ``res``
+    (``resolution`` says what it is, as BIDS asks of the res entity)."""
+    entities = {"space": space, "res": res}
+    via = ("affine_xfm", "inverse_warp_xfm")
+    return (
+        Output("template_chi_ppm", "Chimap", ".nii.gz", entities, {
+            "Units": "ppm", "Description": f"magnetic susceptibility (SI, volume) in {space}: "
+            "the native Chimap through the inverse of the atlas registration, linear "
+            "interpolation; 0 outside the resampled QSM mask", "SkullStripped": True,
+            "Resolution": resolution}, derived_from=("chi_ppm", *via),
+            spatial_reference=spatial_reference),
+        Output("template_mask", "mask", ".nii.gz", dict(entities, description="qsm"), {
+            "Type": "ROI", "Description": f"the QSM mask in {space} (generic-label "
+            "interpolation)", "Resolution": resolution},
+            derived_from=("eroded_mask", *via), spatial_reference=spatial_reference),
     )
 
 
@@ -89,7 +114,8 @@ def _sidecars(outputs: tuple[Output, ...], out_paths: list[str],
               static_metadata: dict) -> list[dict]:
     """Each output's sidecar: its own keys, and for every image ``Sources`` (the run's raw
     files, then the other outputs it is made from, as BIDS URIs) and ``SpatialReference``
-    (the run's first raw file, the first echo, whose grid every output shares). A
+    (the run's first raw file, the first echo, whose grid every output shares, except
+    those in a template space, which name the template). A
     ``.tsv`` shares the sidecar of the image of the same name, so it gets none."""
     raw_sources = list(static_metadata.get("Sources", []))
     path_of = {o.field: path for o, path in zip(outputs, out_paths, strict=True)}
@@ -99,7 +125,7 @@ def _sidecars(outputs: tuple[Output, ...], out_paths: list[str],
         if o.extension in (".nii.gz", ".nii") and o.suffix != "xfm" and raw_sources:
             sidecar["Sources"] = raw_sources + [f"bids::{path_of[f]}" for f in o.derived_from
                                                 if f in path_of]
-            sidecar["SpatialReference"] = raw_sources[0]
+            sidecar["SpatialReference"] = o.spatial_reference or raw_sources[0]
         if o.suffix == "Chimap":
             sidecar = dict(static_metadata, **sidecar)
         sidecars.append(sidecar)

@@ -6,7 +6,7 @@ import ants
 import nibabel as nib
 import numpy as np
 
-from qsmflow.interfaces.roi import WarpTemplateMask
+from qsmflow.interfaces.template_space import WarpTemplateMask
 
 SHIFT_MM = 3.0
 
@@ -37,3 +37,62 @@ def test_mask_follows_a_known_translation(tmp_path, monkeypatch):
     expected = np.zeros_like(template_mask)
     expected[11:17, 8:14, 8:14] = 1
     assert np.array_equal(native, expected)
+
+
+# Native -> template (ResampleToTemplate), with the same known affine: a native point p
+# (RAS) is the template point p - (3, 0, 0) mm, so chi_template(q) = f(q + (3, 0, 0)).
+WAVELENGTH_MM = 40.0
+AMPLITUDE_PPM = 0.1
+NATIVE_VOXEL_MM = 2.0
+# Linear interpolation of a smooth f on an h-spaced grid errs by at most h^2/8 * max|f''|
+# per axis; f below has |d2f/dx2| <= A k^2 along x and none along y, z.
+INTERPOLATION_BOUND_PPM = NATIVE_VOXEL_MM ** 2 / 8 * AMPLITUDE_PPM * (
+    2 * np.pi / WAVELENGTH_MM) ** 2
+
+
+def _chi_ppm(x_mm, y_mm, z_mm):
+    return AMPLITUDE_PPM * np.sin(2 * np.pi * x_mm / WAVELENGTH_MM) + 0.001 * y_mm - 0.002 * z_mm
+
+
+def _world(affine, shape):
+    ijk = np.indices(shape).reshape(3, -1)
+    return (affine[:3, :3] @ ijk + affine[:3, 3:4]).reshape(3, *shape)
+
+
+def test_chi_reaches_the_template_through_the_inverse_registration(tmp_path, monkeypatch):
+    from qsmflow.interfaces.template_space import ResampleToTemplate
+
+    monkeypatch.chdir(tmp_path)
+    native_shape, template_shape = (24, 24, 24), (37, 31, 29)
+    native_affine = np.diag([NATIVE_VOXEL_MM] * 3 + [1.0])
+    native_affine[:3, 3] = (-23.0, -23.0, -23.0)
+    template_affine = np.eye(4)
+    template_affine[:3, 3] = (-18.0, -15.0, -14.0)
+    nib.save(nib.Nifti1Image(_chi_ppm(*_world(native_affine, native_shape)).astype(np.float32),
+                             native_affine), tmp_path / "chi.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones(native_shape, np.uint8), native_affine),
+             tmp_path / "mask.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones(template_shape, np.float32), template_affine),
+             tmp_path / "template.nii.gz")
+    transform = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                           translation=(SHIFT_MM, 0.0, 0.0))
+    ants.write_transform(transform, str(tmp_path / "affine.mat"))
+    zero = ants.from_numpy(np.zeros(native_shape + (3,), np.float32), has_components=True)
+    ants.image_write(zero, str(tmp_path / "inverse_warp.nii.gz"))
+
+    out = ResampleToTemplate(chi_ppm=str(tmp_path / "chi.nii.gz"),
+                             mask=str(tmp_path / "mask.nii.gz"),
+                             template=str(tmp_path / "template.nii.gz"),
+                             affine_xfm=str(tmp_path / "affine.mat"),
+                             inverse_warp_xfm=str(tmp_path / "inverse_warp.nii.gz")).run().outputs
+    chi = nib.load(out.chi_ppm)
+    mask = np.asarray(nib.load(out.mask).dataobj) > 0
+    assert chi.shape == template_shape and np.allclose(chi.affine, template_affine)
+    x, y, z = _world(template_affine, template_shape)
+    # The template grid lies inside the native field of view, with a voxel to spare.
+    assert mask.all()
+    expected = _chi_ppm(x + SHIFT_MM, y, z)
+    error = np.abs(chi.get_fdata() - expected)
+    assert error.max() <= INTERPOLATION_BOUND_PPM + 1e-6, (error.max(), INTERPOLATION_BOUND_PPM)
+    # and the shift is seen: without it the error is ~ f's slope x 3 mm
+    assert np.abs(chi.get_fdata() - _chi_ppm(x, y, z)).max() > 10 * INTERPOLATION_BOUND_PPM

@@ -42,3 +42,43 @@ def test_flat_graph_builds(tmp_path, n_echoes, session, with_labels):
     merge = next(n for n in graph.nodes if n.fullname == f"{prefix}.ds_run_wf.merge")
     fed = {dst for _, _, d in graph.in_edges(merge, data=True) for _, dst in d["connect"]}
     assert len(fed) == len(sink.inputs.out_paths)
+
+
+def test_template_space_outputs_are_wired(tmp_path):
+    from qsmflow.atlases import Atlas
+
+    files = {name: tmp_path / name for name in ("t.nii.gz", "l.nii.gz", "l.tsv", "v.nii.gz",
+                                                 "w.nii.gz")}
+    for path in files.values():
+        path.write_bytes(b"")
+    atlas = Atlas("a", files["t.nii.gz"], files["l.nii.gz"], files["l.tsv"],
+                  files["v.nii.gz"], "MNI152NLin2009aSym", "test", files["w.nii.gz"])
+    wf = init_qsmflow_wf([_run("01")], work_dir=str(tmp_path), out_dir=str(tmp_path / "out"),
+                         atlas=atlas, output_spaces=("MNI152NLin2009aSym:res-1",),
+                         qsm_options={"inversion": "tkd"})
+    graph = wf._create_flat_graph()
+    names = {node.fullname for node in graph.nodes}
+    prefix = "qsmflow_wf.sub_01_wf"
+    for node in ("register_atlas", "to_template", "warp_csf_mask", "warp_wm_mask", "roi"):
+        assert f"{prefix}.{node}" in names
+    sink = next(n for n in graph.nodes if n.fullname == f"{prefix}.ds_run_wf.ds_run")
+    produced = {p.split("/")[-1] for p in sink.inputs.out_paths}
+    assert {"sub-01_space-MNI152NLin2009aSym_res-1_Chimap.nii.gz",
+            "sub-01_space-MNI152NLin2009aSym_res-1_desc-qsm_mask.nii.gz",
+            "sub-01_from-orig_to-MNI152NLin2009aSym_mode-image_desc-warp_xfm.nii.gz"} <= produced
+    merge = next(n for n in graph.nodes if n.fullname == f"{prefix}.ds_run_wf.merge")
+    fed = {dst for _, _, d in graph.in_edges(merge, data=True) for _, dst in d["connect"]}
+    assert len(fed) == len(sink.inputs.out_paths)
+    chimap = dict(zip((p.split("/")[-1] for p in sink.inputs.out_paths), sink.inputs.sidecars,
+                      strict=True))["sub-01_space-MNI152NLin2009aSym_res-1_Chimap.nii.gz"]
+    assert chimap["Units"] == "ppm" and chimap["Resolution"].startswith("1 mm")
+    assert chimap["SpatialReference"].startswith("https://")
+    assert chimap["Sources"][-3:] == [
+        "bids::sub-01/anat/sub-01_Chimap.nii.gz",
+        "bids::sub-01/anat/sub-01_from-MNI152NLin2009aSym_to-orig_mode-image_desc-affine_xfm.mat",
+        "bids::sub-01/anat/sub-01_from-orig_to-MNI152NLin2009aSym_mode-image_desc-warp_xfm"
+        ".nii.gz"]
+    with pytest.raises(ValueError, match="need the registration of an atlas"):
+        init_qsmflow_wf([_run("01")], work_dir=str(tmp_path), out_dir=str(tmp_path / "out"),
+                        output_spaces=("MNI152NLin2009aSym:res-1",),
+                        qsm_options={"inversion": "tkd"})

@@ -19,6 +19,7 @@ from qsmflow.workflows.outputs import (
     _sidecars,
     qsm_outputs,
     registration_outputs,
+    template_outputs,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,9 @@ def _image(path: Path, shape, dtype=np.float32, zooms=None) -> Path:
 def _derivative_dataset(out: Path) -> list[str]:
     """What the sink writes for sub-01 of the examples, with small images."""
     outputs = (qsm_outputs("LBV background removal") + ROI_OUTPUTS
-               + registration_outputs("MNI152NLin2009aSym"))
+               + registration_outputs("MNI152NLin2009aSym")
+               + template_outputs("MNI152NLin2009aSym", "1", "1 mm isotropic",
+                                  "https://www.bic.mni.mcgill.ca/ServicesAtlases/ICBM152NLin2009"))
     from qsmflow.bids.naming import derivative_path
 
     paths = [str(derivative_path(".", {"subject": "01", **o.entities}, o.suffix, o.extension,
@@ -52,7 +55,8 @@ def _derivative_dataset(out: Path) -> list[str]:
     sidecars = _sidecars(outputs, paths, {"Sources": raw, "EchoTime": [0.004, 0.011, 0.018]})
     for o, path, sidecar in zip(outputs, paths, sidecars, strict=True):
         target = out / path
-        if o.field == "warp_xfm":  # ANTs' displacement field, 0 spacing in t and vector
+        # ANTs' displacement fields: 0 spacing in t and vector
+        if o.field in ("warp_xfm", "inverse_warp_xfm"):
             ants_warp = _image(out / "ants_warp.nii.gz", SHAPE + (1, 3),
                                zooms=(2.0, 2.0, 2.0, 0.0, 0.0))
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +86,10 @@ def test_every_output_validates_as_bids_derivatives(tmp_path):
     paths = _derivative_dataset(out)
     assert "sub-01/fmap/sub-01_desc-total_fieldmap.nii.gz" in paths
     assert "sub-01/fmap/sub-01_magnitude.nii.gz" in paths
+    assert "sub-01/anat/sub-01_space-MNI152NLin2009aSym_res-1_Chimap.nii.gz" in paths
+    assert "sub-01/anat/sub-01_space-MNI152NLin2009aSym_res-1_desc-qsm_mask.nii.gz" in paths
+    assert ("sub-01/anat/sub-01_from-orig_to-MNI152NLin2009aSym_mode-image_desc-warp_xfm"
+            ".nii.gz") in paths
     result = run_validator(out, dataset_types=("derivative",))
     assert result.errors == (), [(i.code, i.sub_code, i.location) for i in result.errors]
     undocumented = {(i.code, i.sub_code) for i in result.warnings} - documented_warnings()
