@@ -6,9 +6,11 @@ dipole data term ``f(chi) = 1/2 ||W (exp(i s D chi) - exp(i phi))||^2``::
     z_k     = chi_k - alpha_k * grad f(chi_k) / s^2
     chi_k+1 = mask * P_theta(z_k, field)
 
-``P_theta`` is a small residual 3-D U-Net shared by all iterations (weight sharing
-as in LPCNN: fewer parameters for a CPU training budget and a prior that does not
-depend on the iteration), and ``alpha_k`` are learned positive step sizes, one per
+``P_theta`` is a small residual 3-D U-Net, shared by all iterations in v1 (weight
+sharing as in LPCNN: fewer parameters for a CPU training budget and a prior that does
+not depend on the iteration) or one per iteration in v2 (``shared_prox=False``: K times
+the parameters at the same inference cost, as in MoDL's and NeXtQSM's unshared
+variants), and ``alpha_k`` are learned positive step sizes, one per
 iteration (as in NeXtQSM's variational network). Dividing the gradient by ``s^2``
 makes ``alpha`` independent of field strength and echo time: for small residuals
 ``grad f / s^2 ~ D^T W^2 (D chi - field)`` in ppm. ``chi_0`` is TKD.
@@ -46,6 +48,8 @@ class NSIDLConfig:
     n_iterations: int = 5
     width: int = 12
     initial_step: float = 1.0
+    # v1 files carry no such field and load with the default: one shared U-Net.
+    shared_prox: bool = True
 
     def to_dict(self):
         return asdict(self)
@@ -98,9 +102,17 @@ class NSIDL(nn.Module):
     def __init__(self, config: NSIDLConfig | None = None):
         super().__init__()
         self.config = config or NSIDLConfig()
-        self.prox = ProximalUNet(self.config.width)
+        if self.config.shared_prox:
+            self.prox = ProximalUNet(self.config.width)  # v1's state-dict keys: prox.*
+        else:
+            self.proxes = nn.ModuleList(ProximalUNet(self.config.width)
+                                        for _ in range(self.config.n_iterations))
         self.log_steps = nn.Parameter(
             torch.full((self.config.n_iterations,), math.log(self.config.initial_step)))
+
+    def prox_of(self, k: int) -> ProximalUNet:
+        """The proximal network of iteration ``k``."""
+        return self.prox if self.config.shared_prox else self.proxes[k]
 
     def forward(
         self,
@@ -133,6 +145,6 @@ class NSIDL(nn.Module):
         for k in range(n_iterations):
             gradient = nonlinear_data_gradient(operator, chi, phase, weight_sq, s) / (s * s)
             z = chi - torch.exp(self.log_steps[k]) * gradient
-            chi = self.prox(z / CHI_SCALE_PPM, field_in) * CHI_SCALE_PPM * mask
+            chi = self.prox_of(k)(z / CHI_SCALE_PPM, field_in) * CHI_SCALE_PPM * mask
             history.append(chi)
         return history if return_all else chi

@@ -6,8 +6,12 @@ started again with the same arguments. At the end it writes ``DIR/nsidl.pt`` (th
 weights and the model config), ``DIR/training_log.json`` (arguments, seed, losses,
 validation metrics, wall time) and prints the weights' sha256.
 
-Validation uses patches from head models built with a different seed from training.
-No benchmark or test phantom is used here (they use other seeds and whole heads).
+v1 data (``--data v1``, the default): MNI head models (:mod:`.synthetic`); validation uses
+patches from head models built with a different seed from training (the same generator:
+in-distribution only). v2 data (``--data v2 --bank DIR``): patches of the fine-grid bank
+(:mod:`.bank`, :mod:`.synthetic_v2`); validation is reported twice and labelled: held-out
+(analytic spheres, :mod:`.heldout`, a generator training never uses) and in-distribution
+(patches of bank volumes kept out of training). No test or tuning head enters either.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from qsmflow.dl.nsidl import CHI_SCALE_PPM, NSIDL, NSIDLConfig
 from qsmflow.files import atomic_write, atomic_write_text, sha256_file
 
 from .synthetic import random_head_models, sample_batch
+from .v2data import V2Data
 
 TRAIN_SEED_OFFSET = 0
 VALIDATION_SEED_OFFSET = 10_000
@@ -42,7 +47,7 @@ def batch_nrmse_percent(prediction: torch.Tensor, batch) -> float:
     return nrmse_percent(numpy(prediction), numpy(batch.chi_ppm), numpy(batch.mask) > 0.5)
 
 
-def validate(model, batches) -> dict:
+def validate(model, batches, prefix: str = "") -> dict:
     model.eval()
     nsidl, tkd = [], []
     with torch.no_grad():
@@ -51,7 +56,16 @@ def validate(model, batches) -> dict:
             nsidl.append(batch_nrmse_percent(chi, b))
             tkd.append(batch_nrmse_percent(b.operator.tkd(b.field_ppm) * b.mask, b))
     model.train()
-    return {"nrmse_nsidl_percent": float(np.mean(nsidl)), "nrmse_tkd_percent": float(np.mean(tkd))}
+    return {f"{prefix}nrmse_nsidl_percent": float(np.mean(nsidl)),
+            f"{prefix}nrmse_tkd_percent": float(np.mean(tkd))}
+
+
+def validate_all(model, validation: dict) -> dict:
+    """Metrics of every labelled validation set (v1: one set, unprefixed)."""
+    out = {}
+    for label, batches in validation.items():
+        out.update(validate(model, batches, f"{label}_" if label else ""))
+    return out
 
 
 def train(args) -> Path:
@@ -59,7 +73,8 @@ def train(args) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    config = NSIDLConfig(n_iterations=args.iterations, width=args.width)
+    config = NSIDLConfig(n_iterations=args.iterations, width=args.width,
+                         shared_prox=not args.per_iteration)
     model = NSIDL(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed + TRAIN_SEED_OFFSET)
@@ -79,13 +94,23 @@ def train(args) -> Path:
     # so that a run whose schedule was changed on resume can be reproduced exactly.
     log.setdefault("segments", []).append({"first_step": step, "args": vars(args)})
 
-    print("building head models...", flush=True)
-    models = random_head_models(args.seed + TRAIN_SEED_OFFSET, args.n_models)
-    val_models = random_head_models(args.seed + VALIDATION_SEED_OFFSET, 2)
-    val_rng = np.random.default_rng(args.seed + VALIDATION_SEED_OFFSET)
-    val_batches = [sample_batch(val_models, val_rng, batch_size=2, patch=args.patch)
-                   for _ in range(args.n_validation // 2)]
-    print(f"start: {validate(model, val_batches)}", flush=True)
+    if args.data == "v2":
+        print(f"loading the bank {args.bank}...", flush=True)
+        data = V2Data(args.bank, seed=args.seed + VALIDATION_SEED_OFFSET,
+                      n_validation=args.n_validation, patch=args.patch)
+        draw = lambda: data.sample(rng, batch_size=args.batch_size, patch=args.patch)  # noqa: E731
+        validation = data.validation
+        log.setdefault("bank", data.describe())
+    else:
+        print("building head models...", flush=True)
+        models = random_head_models(args.seed + TRAIN_SEED_OFFSET, args.n_models)
+        val_models = random_head_models(args.seed + VALIDATION_SEED_OFFSET, 2)
+        val_rng = np.random.default_rng(args.seed + VALIDATION_SEED_OFFSET)
+        validation = {"": [sample_batch(val_models, val_rng, batch_size=2, patch=args.patch)
+                           for _ in range(args.n_validation // 2)]}
+        draw = lambda: sample_batch(models, rng, batch_size=args.batch_size,  # noqa: E731
+                                    patch=args.patch)
+    print(f"start: {validate_all(model, validation)}", flush=True)
 
     started = time.time() - log["wall_time_s"]
     stop_at = min(args.steps, args.stop_after) if args.stop_after else args.steps
@@ -94,7 +119,7 @@ def train(args) -> Path:
         lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * cosine
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = sample_batch(models, rng, batch_size=args.batch_size, patch=args.patch)
+        batch = draw()
         history = model(batch.operator, batch.field_ppm, batch.mask, batch.weight,
                         batch.phase_scale, return_all=True)
         # Deep supervision: the last iterate counts fully, earlier ones a little.
@@ -113,7 +138,7 @@ def train(args) -> Path:
             print(f"step {step}/{args.steps} loss {recent:.4f} lr {lr:.2e} "
                   f"alpha {steps_txt} {time.time() - started:.0f}s", flush=True)
         if step % args.checkpoint_every == 0 or step == stop_at:
-            metrics = validate(model, val_batches)
+            metrics = validate_all(model, validation)
             metrics["step"] = step
             log["validation"].append(metrics)
             log["wall_time_s"] = time.time() - started
@@ -148,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=int, default=48, help="patch edge in voxels")
     p.add_argument("--iterations", type=int, default=5, help="unrolled PGD iterations K")
     p.add_argument("--width", type=int, default=12, help="U-Net base width")
+    p.add_argument("--per-iteration", action="store_true",
+                   help="one proximal U-Net per iteration (v2) instead of one shared (v1)")
+    p.add_argument("--data", choices=("v1", "v2"), default="v1",
+                   help="v1: MNI head models; v2: the fine-grid bank (--bank)")
+    p.add_argument("--bank", default=None,
+                   help="bank folder of python -m qsmflow.training.bank (with --data v2)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-min", type=float, default=2e-5)
     p.add_argument("--n-models", type=int, default=6, help="random head models to draw from")
@@ -160,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    train(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.data == "v2") != (args.bank is not None):
+        parser.error("--bank goes with --data v2, and --data v2 needs --bank")
+    train(args)
     return 0
 
 

@@ -1,0 +1,104 @@
+"""v2 augmentations do what they claim; the bank refuses test and tuning heads."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from qsmflow.simulation.wholehead import TEST_SUBJECTS, TRAINING_SUBJECTS, TUNING_SUBJECTS
+from qsmflow.training import augment
+from qsmflow.training.bank import SplitError, build_bank, check_training_subject
+
+
+def _ball(shape, centre, radius_vox):
+    g = np.indices(shape) - np.asarray(centre)[:, None, None, None]
+    return (g ** 2).sum(0) <= radius_vox ** 2
+
+
+@pytest.mark.parametrize("subject", TEST_SUBJECTS + TUNING_SUBJECTS + ("07", "99"))
+def test_bank_refuses_every_subject_outside_the_training_split(subject, tmp_path):
+    with pytest.raises(SplitError):
+        check_training_subject(subject)
+    with pytest.raises(SplitError):  # before any file is read or written
+        build_bank(tmp_path / "bank", heads_dir=tmp_path, subjects=["41", subject],
+                   draws_per_subject=1, n_mni=0, seed=0, cache_dir=tmp_path)
+    assert not any((tmp_path / "bank").glob("vol_*"))
+
+
+def test_bank_accepts_the_training_split():
+    assert [check_training_subject(s) for s in TRAINING_SUBJECTS] == list(TRAINING_SUBJECTS)
+    assert check_training_subject("41") == "41"
+
+
+def test_bank_loader_refuses_a_manifest_naming_a_test_head(tmp_path):
+    import json
+
+    from qsmflow.training.bank import load_bank
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"subjects": ["18"], "volumes": []}))
+    with pytest.raises(SplitError):
+        load_bank(tmp_path)
+
+
+@pytest.mark.parametrize("change_mm", [-3.0, -1.5, 1.0, 3.0])
+def test_mask_change_is_in_mm_with_anisotropic_voxels(change_mm):
+    vsz = np.array([0.5, 0.5, 1.0])
+    shape = (80, 80, 40)
+    radius_mm = 12.0
+    g = (np.indices(shape) - (np.array(shape) - 1)[:, None, None, None] / 2) * \
+        vsz[:, None, None, None]
+    r = np.sqrt((g ** 2).sum(0))
+    out = augment.change_mask(r <= radius_mm, vsz, change_mm)
+    # A ball of radius R changed by d mm is the ball of radius R + d, to half a voxel.
+    assert out[r <= radius_mm + change_mm - 0.5].all()
+    assert not out[r > radius_mm + change_mm + 0.5].any()
+
+
+def test_residual_background_is_harmonic_inside_the_mask(rng):
+    # Fine anisotropic voxels, so that the finite-difference Laplacian's own error (next
+    # to the spheres outside the mask) stays well below the scale it is compared with.
+    vsz = np.array([0.3, 0.25, 0.35])
+    shape = (96, 112, 84)
+    g = (np.indices(shape) - (np.array(shape) - 1)[:, None, None, None] / 2) * \
+        vsz[:, None, None, None]
+    mask = np.sqrt((g ** 2).sum(0)) <= 11.0
+    inner = ndimage.distance_transform_edt(mask, sampling=vsz) > 1.0
+
+    def laplacian(f):
+        return sum(np.gradient(np.gradient(f.astype(float), vsz[a], axis=a), vsz[a], axis=a)
+                   for a in range(3))
+
+    for _ in range(3):
+        field = augment.residual_background_ppm(rng, mask, vsz, (0.1, 0.2, 0.97))
+        rms = field[mask].std()
+        assert 0 < rms <= augment.RESIDUAL_RMS_PPM[1] * 1.001
+        # Scale: a field of this rms varying over 5 mm has a Laplacian ~ rms / 5^2.
+        assert np.abs(laplacian(field)[inner]).max() < 0.1 * rms / 5.0 ** 2
+    # The check can fail: the (non-harmonic) edge error does not pass it.
+    err = augment.edge_error_ppm(rng, mask, vsz)
+    assert np.abs(laplacian(err)[inner]).max() > 0.3 * err[mask].std() / 5.0 ** 2
+
+
+def test_edge_error_is_largest_at_the_edge_and_zero_outside(rng):
+    vsz = (1.0, 1.0, 1.0)
+    mask = _ball((40, 40, 40), (20, 20, 20), 15)
+    err = augment.edge_error_ppm(rng, mask, vsz)
+    depth = ndimage.distance_transform_edt(mask)
+    assert np.all(err[~mask] == 0)
+    rim, core = np.abs(err[mask & (depth <= 2)]).mean(), np.abs(err[depth > 10]).mean()
+    assert rim > 5 * core
+
+
+def test_weight_is_in_range_and_noise_follows_it(rng):
+    mask = _ball((30, 30, 30), (15, 15, 15), 12)
+    m0 = np.where(np.indices(mask.shape)[0] < 15, 1.0, 0.2).astype(np.float32)
+    r2s = np.full(mask.shape, 20.0, np.float32)
+    weight, noise, scale = augment.weight_and_noise(rng, mask, m0, r2s)
+    assert np.all(weight[~mask] == 0) and np.all(noise[~mask] == 0)
+    assert weight[mask].min() >= augment.MIN_WEIGHT and weight[mask].max() <= 1.0
+    assert 2.0 < scale < 80.0  # 2 pi gamma B0 TE 1e-6 for 1.5-7 T and 8-25 ms
+    bright = mask & (m0 == 1.0)
+    dark = mask & (m0 == 0.2)
+    # Noise sd scales as 1/W: five times the weight, a fifth of the noise.
+    ratio = noise[dark].std() / noise[bright].std()
+    expected = weight[bright].mean() / weight[dark].mean()
+    assert ratio == pytest.approx(expected, rel=0.1)
