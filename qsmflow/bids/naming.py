@@ -133,3 +133,18 @@ def derivative_path(out_dir, entities: dict, suffix: str, extension: str,
     if "session" in values:
         folder = folder / f"ses-{values['session']}"
     return folder / datatype / name
+
+
+def group_filename(entities: dict, suffix: str, extension: str) -> str:
+    """A group-level file name, ``group_<entities>_<suffix><extension>``, such as
+    ``group_space-MNI152NLin2009aSym_res-1_desc-controlMean_Chimap.nii.gz``: BIDS has no
+    group-level entity, so ``group`` takes the place of ``sub-<label>``; the entities are
+    checked and ordered as in :func:`bids_label`."""
+    values = _normalise(entities)
+    if "subject" in values:
+        raise ValueError("a group-level file name has no subject entity")
+    if not (suffix.isascii() and suffix.isalnum()):
+        raise ValueError(f"BIDS suffix {suffix!r} must be alphanumeric")
+    extension = extension if extension.startswith(".") else "." + extension
+    label = "_".join(f"{e.short}-{values[e.name]}" for e in ENTITIES if e.name in values)
+    return f"group_{label}_{suffix}{extension}"

@@ -19,6 +19,10 @@ draws the figures (:mod:`~qsmflow.analysis.group.plots`) and writes into
 * ``group_desc-deepgm_comparison.csv`` and ``..._boxplot.{png,svg}`` with ``group_by``:
   Welch and Mann-Whitney tests (unadjusted for covariates);
 * ``group_desc-deepgm_age.csv`` and ``..._agefit.{png,svg}`` with enough ages;
+* ``group_space-<space>_res-<res>_desc-<group>{Mean,SD}_Chimap.nii.gz`` and
+  ``..._desc-<group>Count_count.nii.gz`` (+ JSON: n, participants) where the participant
+  level wrote template-space chi (``--output-spaces``): voxel-wise maps per ``group_by``
+  group (``all`` without it; :mod:`~qsmflow.analysis.group.template_maps`);
 * ``group_desc-deepgm_skipped.txt``: what was left out, and why.
 """
 
@@ -30,14 +34,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from qsmflow.bids.nifti import save_nifti
 from qsmflow.files import atomic_write_bytes, atomic_write_text
 
 from . import collect as col
 from .models import EFFECT_SIZE_KINDS, fit_roi_models, formula_variables
 from .plots import plot_group_boxplot, write_figure
+from .template_maps import template_group_maps
 from .univariate import MIN_AGE_VALUES, compare_groups, paired_tests, regress_on_age, summarize
 from .views import adjusted_figure, age_figure
 
@@ -262,6 +269,10 @@ def run_group_level(out_dir: Path, participants_tsv: Path | None, *,
         paired = paired_tests(session_values, list(scan_values.columns), *session_labels)
         paired = paired.drop(columns="effect_size_kind")
 
+    template_maps, notes = template_group_maps(
+        out_dir, groups, group_by=group_by, participant_ids=set(participant_values.index))
+    skipped.extend(notes)
+
     figures = {"boxplot": None, "adjusted": None, "agefit": None}
     if comparisons is not None:
         figures["boxplot"] = plot_group_boxplot(
@@ -318,6 +329,16 @@ def run_group_level(out_dir: Path, participants_tsv: Path | None, *,
             written.append(atomic_write_text(path, json.dumps(content, indent=2) + "\n"))
         else:
             written.append(atomic_write_bytes(path, content.to_csv(index=False).encode()))
+    for name, (data, affine, map_sidecar) in template_maps.items():
+        path = group_dir / name
+        written.append(Path(save_nifti(data, affine, path, dtype=data.dtype if
+                                       data.dtype.kind == "i" else np.float32)))
+        written.append(atomic_write_text(path.with_name(name.split(".")[0] + ".json"),
+                                         json.dumps(map_sidecar, indent=2) + "\n"))
+    for path in group_dir.glob("group_space-*"):
+        if path not in written:
+            LOGGER.info("removing %s from an earlier run", path)
+            path.unlink()
     written.append(atomic_write_text(group_dir / f"{col.OUTPUT_STEM}_skipped.txt",
                                      "".join(f"{line}\n" for line in skipped)))
     if not qc.empty:
