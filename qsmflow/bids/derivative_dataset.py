@@ -37,8 +37,9 @@ README = f"""\
 
 Quantitative susceptibility maps computed by qsmflow ({CODE_URL}) from the BIDS dataset
 named in `dataset_description.json` (`DatasetLinks.raw`). Every image is on the grid of
-the scan it was computed from (its sidecar's `SpatialReference`), and every sidecar lists
-the raw files it was made from (`Sources`, BIDS URIs).
+the scan it was computed from (its sidecar's `SpatialReference`), except the `space-`
+images, which are on a template's grid (their `SpatialReference` names it), and every
+sidecar lists the raw files it was made from (`Sources`, BIDS URIs).
 
 | file | content | units |
 | --- | --- | --- |
@@ -50,10 +51,12 @@ the raw files it was made from (`Sources`, BIDS URIs).
 | `sub-*/fmap/*_magnitude.nii.gz` | first-echo magnitude, the field maps' reference | - |
 | `sub-*/anat/*_space-orig_desc-deepgm_dseg.nii.gz`, `.tsv` | ROI labels and their table | - |
 | `sub-*/anat/*_desc-deepgm_chistats.csv` | ROI statistics of chi | ppm |
-| `sub-*/anat/*_xfm.*` | atlas registration (ANTs), template to native | - |
+| `sub-*/anat/*_xfm.*` | atlas registration (ANTs), template to native and back | - |
+| `sub-*/anat/*_space-<template>_res-<N>_Chimap.nii.gz` | chi in a template space | ppm |
+| `sub-*/anat/*_space-<template>_res-<N>_desc-qsm_mask.nii.gz` | its mask | - |
 | `sub-*.html`, `sub-*/figures/` | participant reports and their figures | - |
 | `logs/` | configuration, software versions and summary of every run | - |
-| `group/` | group-level tables | ppm |
+| `group/` | group-level tables, and voxel-wise template-space maps per group | ppm |
 
 `.bidsignore` lists the files that BIDS does not specify (reports, figures, logs,
 transforms, ROI tables). The `Authors` of `dataset_description.json` are copied from the
