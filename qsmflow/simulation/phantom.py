@@ -183,6 +183,16 @@ def rigid_pose(rotation_deg=(0, 0, 0), translation_mm=(0, 0, 0)) -> np.ndarray:
     return pose
 
 
+def acquisition_affine(grid_rotation_deg, shape=(88, 104, 88), voxel_size_mm=2.0):
+    """Voxel-to-scanner affine of a grid centred on the isocentre, rotated for obliquity."""
+    scale = np.diag([voxel_size_mm] * 3 + [1.0])
+    centre = np.eye(4)
+    centre[:3, 3] = -(np.asarray(shape) - 1) / 2.0
+    shift = np.eye(4)
+    shift[:3, 3] = (0.0, -18.0, 14.0)  # MNI origin is not the head's centre
+    return shift @ rigid_pose(grid_rotation_deg) @ scale @ centre
+
+
 def sample_on_grid(volume, source_affine, target_affine, target_shape, *, head_pose=None,
                    order=1):
     """Resample a volume into a target grid, with the head moved by ``head_pose``.
