@@ -31,6 +31,8 @@ BENCHMARKS = [
     ("bgremove_choice", ["bench_bgremove_choice.py"]),
     ("demo", ["bench_demo.py"]),
     ("inversion", ["bench_inversion.py"]),
+    ("classical_tuning", ["tune_classical.py"]),
+    ("inversion_heads", ["bench_inversion_heads.py"]),
     ("brain_mask", ["bench_brain_mask.py"]),
     ("wholehead_1mm", ["bench_wholehead.py", "--voxel-size-mm", "1"]),
     ("wholehead_2mm", ["bench_wholehead.py", "--voxel-size-mm", "2"]),

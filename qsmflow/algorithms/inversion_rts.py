@@ -76,17 +76,19 @@ def rts(local_field_ppm, mask, voxel_size_mm, b0_direction, *, delta: float = RT
     def convolve(x):
         return irfftn(kernel * rfftn(np.reshape(x, shape)), shape).ravel()
 
+    # in float64: LSMR's own estimates of the condition number overflow in float32
     operator = LinearOperator((field_p.size,) * 2, matvec=convolve, rmatvec=convolve,
                               dtype=np.float64)
-    chi = lsmr(operator, field_p.ravel(), atol=0.0, btol=0.0,
-               maxiter=lsmr_iterations)[0].reshape(shape) * mask_p
+    chi = lsmr(operator, field_p.ravel().astype(np.float64), atol=0.0, btol=0.0,
+               maxiter=lsmr_iterations)[0].reshape(shape).astype(field_p.dtype) * mask_p
 
     # Step 2: TV on the ill-conditioned cone, the well-conditioned k-space held to step 1.
     spacing = relative_spacing(voxel_size_mm)
-    lap = _gradient_energy_symbol(shape, voxel_size_mm)
-    well = np.where(np.abs(kernel) > delta, mu, 0.0)
+    lap = _gradient_energy_symbol(shape, voxel_size_mm).astype(field_p.dtype)
+    well = np.where(np.abs(kernel) > delta, kernel.dtype.type(mu), kernel.dtype.type(0))
     data_rhs = well * rfftn(chi)
-    u = np.zeros((3, *shape))
+    u = np.zeros((3, *shape), field_p.dtype)
+    rho = float(rho)
     residual = np.inf
     for _ in range(max_iterations):
         # The z-update comes first: from z = grad(chi_1), u = 0 the chi-update gives chi_1.

@@ -42,6 +42,15 @@ REFERENCES = {
     "Bilgic 2014": "Bilgic B, Chatnuntawech I, Fan AP, Setsompop K, Cauley SF, Wald LL, "
                    "Adalsteinsson E. Fast image reconstruction with L2-regularization. "
                    "J Magn Reson Imaging 2014;40:181-191.",
+    "Bilgic 2014b": "Bilgic B, Fan AP, Polimeni JR, Cauley SF, Bianciardi M, Adalsteinsson "
+                    "E, Wald LL, Setsompop K. Fast quantitative susceptibility mapping with "
+                    "L1-regularization and automatic parameter selection. Magn Reson Med "
+                    "2014;72:1444-1459.",
+    "Milovic 2018": "Milovic C, Bilgic B, Zhao B, Acosta-Cabronero J, Tejos C. Fast "
+                    "nonlinear susceptibility inversion with variational regularization. "
+                    "Magn Reson Med 2018;80:814-821.",
+    "Kames 2018": "Kames C, Wiggermann V, Rauscher A. Rapid two-step dipole inversion for "
+                  "susceptibility mapping with sparsity priors. NeuroImage 2018;167:276-283.",
     "Polak 2020": "Polak D, Chatnuntawech I, Yoon J, Iyer SS, Milovic C, Lee J, Bachert P, "
                   "Adalsteinsson E, Setsompop K, Bilgic B. Nonlinear dipole inversion (NDI) "
                   "enables robust quantitative susceptibility mapping (QSM). NMR Biomed "
@@ -77,6 +86,10 @@ METHOD_DESCRIPTIONS = {
     "tkd": "truncated k-space division (threshold 0.19) [Shmueli 2009]",
     "cfl2": "closed-form L2 inversion with gradient regularisation [Bilgic 2014]",
     "ndi": "nonlinear dipole inversion with early stopping [Polak 2020]",
+    "tv": "total-variation regularised inversion solved by ADMM, weighted by the echo fit's "
+          "noise [Bilgic 2014b; Milovic 2018]",
+    "rts": "the rapid two-step method (LSMR on the well-conditioned k-space, then total "
+           "variation on the ill-conditioned cone) [Kames 2018]",
 }
 
 BGREMOVE_DESCRIPTIONS = {

@@ -100,7 +100,7 @@ def test_tv_admm_reaches_the_minimum_of_an_independently_solved_problem(rng):
                              options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12})
     history = []
     chi = tv(field, mask, vsz, b0, lam=lam, rho=0.05, pad_vox=0, max_iterations=4000,
-             tol=1e-10, history=history)
+             tol=1e-10, history=history, dtype=np.float64)
     value_admm = objective(chi.ravel())[0]
     # The smoothed objective exceeds the true one by at most n * lam * eps.
     assert value_admm == pytest.approx(best.fun, rel=2e-5)
