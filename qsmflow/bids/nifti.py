@@ -29,8 +29,9 @@ def read_nifti_data(img: nib.Nifti1Image, path, *, scaled: bool = True,
                     dtype=np.float64) -> np.ndarray:
     """The voxel data of ``img`` (opened from ``path``): scaled by slope/intercept, or raw."""
     try:
-        if scaled:
-            return np.asarray(img.get_fdata(dtype=np.float64), dtype=dtype)
+        if scaled:  # float32 asked for: scaled in float32, never through a float64 copy
+            native = np.float32 if np.dtype(dtype) == np.float32 else np.float64
+            return np.asarray(img.get_fdata(dtype=native, caching="unchanged"), dtype=dtype)
         return np.asarray(img.dataobj)
     except Exception as err:
         raise QSMInputError(f"{path}: the image data cannot be read ({err}); the file is "

@@ -23,7 +23,7 @@ from qsmflow.algorithms.dipole import voxel_size_from_affine
 from qsmflow.algorithms.masking import brain_mask, erode_mask
 from qsmflow.bids.errors import QSMInputError
 
-from .images import load_data, output_path, save_like
+from .images import load_data, save_like, work_image_path
 
 
 def deepbet_native(magnitude: np.ndarray, affine: np.ndarray, *, device: str = "cpu",
@@ -128,7 +128,7 @@ class BrainMask(SimpleInterface):
                 "scaling, or a wrong echo), try another --mask-method (or, with the threshold "
                 "method, another --mask-threshold), or give your own masks with "
                 "--brain-mask-dir.")
-        self._results["mask"] = save_like(mask, affine, output_path("brain_mask.nii.gz"),
+        self._results["mask"] = save_like(mask, affine, work_image_path("brain_mask"),
                                           dtype=np.uint8)
         self._results["volume_ml"] = float(mask.sum() * np.prod(voxel_size) / 1000.0)
         return runtime

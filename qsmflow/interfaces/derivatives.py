@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+from nibabel.openers import Opener
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
@@ -20,7 +22,7 @@ from nipype.interfaces.base import (
 
 from qsmflow.files import stage_file
 
-from .images import load_data, output_path, save_like
+from .images import load_data, save_like, work_image_path
 
 
 class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
@@ -58,7 +60,7 @@ class DerivativesSink(SimpleInterface):
             for source, relative, sidecar in zip(self.inputs.in_files, self.inputs.out_paths,
                                                  self.inputs.sidecars, strict=True):
                 destination = out_dir / relative
-                copy = lambda tmp, s=source: shutil.copyfile(s, tmp)  # noqa: E731
+                copy = lambda tmp, s=source, d=destination: _publish(s, d, tmp)  # noqa: E731
                 staged.append((stage_file(destination, copy), destination))
                 written.append(str(destination))
                 metadata = dict(sidecar)
@@ -81,6 +83,19 @@ class DerivativesSink(SimpleInterface):
         return runtime
 
 
+def _publish(source: str, destination: Path, tmp: str) -> None:
+    """Copy ``source`` to ``tmp``, gzip-compressing an uncompressed intermediate
+    (``work_image_path``) whose destination is ``.nii.gz``, at nibabel's level and with no
+    time stamp in the gzip header (so that a rerun writes the same bytes)."""
+    if destination.name.endswith(".gz") and not str(source).endswith(".gz"):
+        with open(source, "rb") as src, open(tmp, "wb") as raw, gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, mtime=0,
+                compresslevel=Opener.default_compresslevel) as out:
+            shutil.copyfileobj(src, out, length=1 << 22)
+    else:
+        shutil.copyfile(source, tmp)
+
+
 class _FirstVolumeInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="3-D or 4-D image")
 
@@ -101,5 +116,5 @@ class FirstVolume(SimpleInterface):
     def _run_interface(self, runtime):
         data, affine = load_data(self.inputs.in_file, dtype=np.float32)
         first = data[..., 0] if data.ndim == 4 else data
-        self._results["out_file"] = save_like(first, affine, output_path("first_volume.nii.gz"))
+        self._results["out_file"] = save_like(first, affine, work_image_path("first_volume"))
         return runtime

@@ -32,7 +32,7 @@ from qsmflow.bids.phase_units import (
     polar_from_complex,
 )
 
-from .images import load_data, output_path, save_like
+from .images import load_data, save_like, work_image_path
 
 
 class _PrepareGREInputSpec(BaseInterfaceInputSpec):
@@ -75,8 +75,9 @@ class PrepareGRE(SimpleInterface):
             return
         for mag_file, phase_file in zip(inputs.magnitude_files, inputs.phase_files,
                                         strict=True):
-            magnitude, affine = load_data(mag_file)
-            phase = phase_to_radians(load_data(phase_file)[0], source=phase_file,
+            magnitude, affine = load_data(mag_file, dtype=np.float32)
+            phase = phase_to_radians(load_data(phase_file, dtype=np.float32)[0],
+                                     source=phase_file,
                                      units=inputs.phase_units,
                                      units_from=inputs.phase_units_from)
             yield np.abs(magnitude), phase, affine
@@ -86,16 +87,17 @@ class PrepareGRE(SimpleInterface):
         for magnitude, phase, affine in self._echoes():
             finite = np.isfinite(magnitude) & np.isfinite(phase)
             mags.append(np.where(finite, magnitude, 0.0))
-            phases.append(np.where(finite, self.inputs.phase_sign * phase, 0.0))
+            phases.append(np.where(finite, self.inputs.phase_sign * phase, 0.0).astype(
+                np.float32))
             affines.append(affine)
         if not mags:
             raise ValueError("PrepareGRE needs magnitude_files and phase_files, or "
                              "real_files and imag_files")
         affine = affines[0]
         self._results["magnitude"] = save_like(np.stack(mags, -1), affine,
-                                               output_path("magnitude.nii.gz"))
+                                               work_image_path("magnitude"))
         self._results["phase_rad"] = save_like(np.stack(phases, -1), affine,
-                                               output_path("phase_rad.nii.gz"))
+                                               work_image_path("phase_rad"))
         return runtime
 
 
@@ -121,17 +123,17 @@ class CombineEchoes(SimpleInterface):
     output_spec = _CombineEchoesOutputSpec
 
     def _run_interface(self, runtime):
-        magnitude, affine = load_data(self.inputs.magnitude)
-        phase, _ = load_data(self.inputs.phase_rad)
+        magnitude, affine = load_data(self.inputs.magnitude, dtype=np.float32)
+        phase, _ = load_data(self.inputs.phase_rad, dtype=np.float32)
         mask = load_data(self.inputs.mask)[0] > 0.5
         fit = fit_echo_phase(magnitude, phase, self.inputs.echo_times_s, mask)
         self._results["wrapped_phase_rad"] = save_like(
-            fit.wrapped_phase_rad, affine, output_path("wrapped_phase_rad.nii.gz"))
+            fit.wrapped_phase_rad, affine, work_image_path("wrapped_phase_rad"))
         self._results["reference_dte_s"] = fit.reference_dte_s
         self._results["noise_std_hz"] = save_like(fit.noise_std_hz, affine,
-                                                  output_path("noise_std_hz.nii.gz"))
+                                                  work_image_path("noise_std_hz"))
         self._results["weight"] = save_like(data_weight_from_noise(fit.noise_std_hz, mask),
-                                            affine, output_path("weight.nii.gz"))
+                                            affine, work_image_path("weight"))
         self._results["n_echoes"] = len(self.inputs.echo_times_s)
         return runtime
 
@@ -170,9 +172,9 @@ class UnwrapPhase(SimpleInterface):
         field_hz = unwrapped / (2 * np.pi * self.inputs.reference_dte_s)
         field_hz = (field_hz - np.median(field_hz[reliable])) * mask
         self._results["total_field_hz"] = save_like(field_hz, affine,
-                                                    output_path("total_field_hz.nii.gz"))
+                                                    work_image_path("total_field_hz"))
         self._results["reliable_mask"] = save_like(reliable, affine,
-                                                   output_path("reliable_mask.nii.gz"),
+                                                   work_image_path("reliable_mask"),
                                                    dtype=np.uint8)
         self._results["n_excluded_voxels"] = n_excluded
         return runtime
@@ -230,9 +232,9 @@ class RemoveBackground(SimpleInterface):
             else:
                 local, eroded = remove(field_hz, mask)
         self._results["local_field_hz"] = save_like(local, affine,
-                                                    output_path("local_field_hz.nii.gz"))
+                                                    work_image_path("local_field_hz"))
         self._results["eroded_mask"] = save_like(eroded, affine,
-                                                 output_path("eroded_mask.nii.gz"),
+                                                 work_image_path("eroded_mask"),
                                                  dtype=np.uint8)
         self._results["radii_mm"] = [float(r) for r in radii]
         self._results["refined"] = bool(self.inputs.refine)

@@ -17,7 +17,7 @@ from qsmflow.algorithms.fourier import fft_threads
 from qsmflow.constants import hz_per_ppm
 from qsmflow.inversion import INVERSION_METHODS, invert_local_field
 
-from .images import load_data, output_path, save_like
+from .images import load_data, save_like, work_image_path
 
 
 class _InversionInputSpec(BaseInterfaceInputSpec):
@@ -64,9 +64,9 @@ class DipoleInversion(SimpleInterface):
                 method=self.inputs.method, b0_t=self.inputs.b0_t, te_s=te_eff, weight=weight,
                 weights_path=self.inputs.weights_path if isdefined(self.inputs.weights_path)
                 else None, device=self.inputs.device, n_threads=self.inputs.n_threads)
-        self._results["chi_ppm"] = save_like(result.chi_ppm, affine, output_path("chi_ppm.nii.gz"))
+        self._results["chi_ppm"] = save_like(result.chi_ppm, affine, work_image_path("chi_ppm"))
         self._results["local_field_ppm"] = save_like(field_ppm * mask, affine,
-                                                     output_path("local_field_ppm.nii.gz"))
+                                                     work_image_path("local_field_ppm"))
         self._results["method"] = result.method
         self._results["iterations"] = result.iterations
         self._results["weights_sha256"] = result.weights_sha256 or ""
