@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import measure, write_result  # noqa: E402
 
 from qsmflow.algorithms.metrics import hfen_percent, nrmse_percent, xsim  # noqa: E402
+from qsmflow.files import atomic_write  # noqa: E402
 
 B0_T = 3.0
 METHODS = ("tkd", "cfl2", "ndi", "tv", "rts", "nsidl")
@@ -75,12 +76,11 @@ def head_truth(subject: str, pose: str, *, cache_dir: Path) -> Path:
     anatomy = build_anatomy(HEADS_DIR, subject, cache_dir=ANATOMY_CACHE)
     scan = simulate(anatomy, b0_t=B0_T, voxel_size_mm=1.0, pose_deg=pose_of(pose), seed=0,
                     workers=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        path, local_field_ppm=(scan.local_field_hz / hz_per_ppm(B0_T)).astype(np.float32),
+    atomic_write(path, lambda tmp: np.savez_compressed(
+        tmp, local_field_ppm=(scan.local_field_hz / hz_per_ppm(B0_T)).astype(np.float32),
         mask=scan.brain_mask, chi_ppm=scan.chi_ppm.astype(np.float32),
         voxel_size_mm=np.linalg.norm(scan.affine[:3, :3], axis=0),
-        b0_direction=b0_direction_voxel(scan.affine), te_s=np.asarray(scan.te_s))
+        b0_direction=b0_direction_voxel(scan.affine), te_s=np.asarray(scan.te_s)))
     return path
 
 
@@ -112,10 +112,10 @@ def geometric_truth(*, cache_dir: Path) -> Path:
     field = continuous_dipole_field_ppm(chi, fine_mm, (0.0, 0.0, 1.0), pad_vox=48 * f)
     coarse = grid[:, ::f, ::f, ::f]
     mask = (coarse**2).sum(0) <= 40.0**2
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, local_field_ppm=kspace_reduce(field, f) * mask, mask=mask,
-                        chi_ppm=kspace_reduce(chi, f) * mask, voxel_size_mm=np.ones(3),
-                        b0_direction=np.array([0.0, 0.0, 1.0]), te_s=np.array([0.015]))
+    atomic_write(path, lambda tmp: np.savez_compressed(
+        tmp, local_field_ppm=kspace_reduce(field, f) * mask, mask=mask,
+        chi_ppm=kspace_reduce(chi, f) * mask, voxel_size_mm=np.ones(3),
+        b0_direction=np.array([0.0, 0.0, 1.0]), te_s=np.array([0.015])))
     return path
 
 

@@ -35,9 +35,9 @@ from qsmflow.constants import rad_per_ppm  # noqa: E402
 GRIDS = {
     "tkd": {"threshold": [0.06, 0.08, 0.10, 0.12, 0.15, 0.19, 0.24, 0.30]},
     "cfl2": {"lam": [1e-3, 3e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2]},
-    "rts": {"mu": [30.0, 100.0, 300.0, 1000.0], "lsmr_iterations": [4, 20]},
-    "tv": {"lam": [1e-4, 3e-4, 1e-3, 3e-3]},  # rho = 100 lam: ADMM's speed, not its minimum
-    "ndi": {"n_iterations": [10, 20, 30, 40, 60, 80, 100, 150, 200]},  # step 2.0 (fixed)
+    "rts": {"mu": [100.0, 1e3, 3e3, 1e4, 1e5], "lsmr_iterations": [4, 20, 50]},
+    "tv": {"lam": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]},  # rho = 100 lam: ADMM's speed only
+    "ndi": {"n_iterations": [10, 20, 30, 40, 60, 80, 100, 150, 200, 300]},  # step 2.0 fixed
 }
 GENERATOR = ("qsmflow.simulation.wholehead (BrainWeb subject 04; tuning split), pose "
              "-12/8/-5 degrees, 1 mm, 3T, seed 0: true local field and true brain mask")
