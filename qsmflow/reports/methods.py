@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from qsmflow.algorithms.inversion import TKD_DEFAULT_THRESHOLD
+
 MODEL_CARD = "qsmflow/data/MODEL_CARD.md"
 
 REFERENCES = {
@@ -83,7 +85,7 @@ METHOD_DESCRIPTIONS = {
     "nsidl": "NSIDL [NSIDL 2024-25], an unrolled proximal gradient descent on the "
              "nonlinear dipole model with a learned CNN proximal operator [Lai 2020] "
              "(weights trained by qsmflow; see the model card)",
-    "tkd": "truncated k-space division (threshold 0.19) [Shmueli 2009]",
+    "tkd": f"truncated k-space division (threshold {TKD_DEFAULT_THRESHOLD:g}) [Shmueli 2009]",
     "cfl2": "closed-form L2 inversion with gradient regularisation [Bilgic 2014]",
     "ndi": "nonlinear dipole inversion with early stopping [Polak 2020]",
     "tv": "total-variation regularised inversion solved by ADMM, weighted by the echo fit's "
