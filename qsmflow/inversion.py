@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsmflow.algorithms.inversion import NDI_ITERATIONS, cfl2, ndi, tkd
+from qsmflow.algorithms.inversion import NDI_ITERATIONS, TKD_DEFAULT_THRESHOLD, cfl2, ndi, tkd
 from qsmflow.algorithms.inversion_rts import rts
 from qsmflow.algorithms.inversion_tv import tv
 from qsmflow.constants import rad_per_ppm
@@ -65,7 +65,8 @@ def invert_local_field(
     field = np.asarray(local_field_ppm, np.float64) * mask
     scale = rad_per_ppm(b0_t, te_s)
     if method == "tkd":
-        return InversionResult(tkd(field, mask, voxel_size_mm, b0_direction), method)
+        return InversionResult(tkd(field, mask, voxel_size_mm, b0_direction,
+                                   threshold=TKD_DEFAULT_THRESHOLD), method)
     if method == "cfl2":
         return InversionResult(cfl2(field, mask, voxel_size_mm, b0_direction), method)
     if method == "tv":

@@ -21,8 +21,10 @@ from qsmflow.constants import TKD_THRESHOLD
 from .dipole import pad_with_dipole_kernel
 from .fourier import irfftn, kspace_grid, pad_to, rfftn
 
-# Chosen on tuning head 04 (pose -12/8/-5 degrees) by benchmarks/tune_classical.py; the
-# threshold of NSIDL's TKD initialiser stays constants.TKD_THRESHOLD (v1 was trained so).
+# Chosen on tuning head 04 (pose -12/8/-5 degrees) by benchmarks/tune_classical.py.
+# TKD_DEFAULT_THRESHOLD is the threshold of qsmflow.inversion (pipeline, qsmflow-invert);
+# tkd() itself keeps constants.TKD_THRESHOLD, the threshold of NSIDL's TKD initialiser
+# (v1 was trained with it, and tests/dl checks that one TKD serves both).
 TKD_DEFAULT_THRESHOLD = 0.10
 CFL2_LAMBDA = 3e-3
 NDI_ITERATIONS = 60  # early stopping is NDI's regularisation (Polak 2020)
@@ -48,8 +50,8 @@ def tkd_inverse_kernel(kernel, threshold: float = TKD_THRESHOLD) -> np.ndarray:
     return inverse
 
 
-def tkd(local_field_ppm, mask, voxel_size_mm, b0_direction, *,
-        threshold=TKD_DEFAULT_THRESHOLD, pad_vox=None):
+def tkd(local_field_ppm, mask, voxel_size_mm, b0_direction, *, threshold=TKD_THRESHOLD,
+        pad_vox=None):
     """Truncated k-space division: ``chi = F^-1[F(field) / D]`` with ``|D| >= threshold``.
 
     Where ``|D| < threshold`` the inverse is set to ``sign(D) / threshold``
