@@ -87,7 +87,10 @@ class ResampleToTemplate(SimpleInterface):
     Chi is interpolated linearly: it is a convex combination of neighbouring values, so it
     makes no values outside the data's range, where a B-spline rings at the mask edge
     (chi drops to 0 there) and around veins, and spreads that ringing into the nuclei.
-    The mask is carried with generic-label interpolation; chi outside it is 0.
+    Outside the mask chi is not 0 ppm but unknown, so the interpolation is normalised by
+    the interpolated mask, L(chi m) / L(m): near the mask's edge chi is the mean of the
+    valid neighbours only, not pulled towards 0. The template-space mask is L(m) >= 0.5
+    (what nearest-neighbour interpolation of the mask would keep); chi outside it is 0.
     """
 
     input_spec = _ResampleToTemplateInputSpec
@@ -96,14 +99,20 @@ class ResampleToTemplate(SimpleInterface):
     def _run_interface(self, runtime):
         import ants
 
-        template = ants.image_read(self.inputs.template)
+        # ANTs returns the fixed image's pixel type: float, whatever the template's is.
+        template = ants.image_read(self.inputs.template).clone("float")
         transforms = (self.inputs.affine_xfm, self.inputs.inverse_warp_xfm)
-        mask = native_to_template(ants.image_read(self.inputs.mask), template, *transforms,
-                                  interpolator="genericLabel").numpy() > 0.5
-        chi = native_to_template(ants.image_read(self.inputs.chi_ppm), template,
-                                 *transforms).numpy()
+        chi, native_mask = load_data(self.inputs.chi_ppm)[0], load_data(self.inputs.mask)[0]
+        native_mask = native_mask > 0.5
+        weight = native_to_template(ants.image_read(self.inputs.mask), template, *transforms)
+        weight = weight.numpy()
+        masked = ants.image_read(self.inputs.chi_ppm).new_image_like(
+            np.where(native_mask, chi, 0.0).astype(np.float32))
+        chi_sum = native_to_template(masked, template, *transforms).numpy()
+        mask = weight >= 0.5
         affine = load_data(self.inputs.template)[1]
-        self._results["chi_ppm"] = save_like(np.where(mask, chi, 0.0), affine,
+        self._results["chi_ppm"] = save_like(np.where(mask, chi_sum / np.where(mask, weight, 1.0),
+                                                      0.0), affine,
                                              output_path("chi_template.nii.gz"),
                                              dtype=np.float32)
         self._results["mask"] = save_like(mask, affine, output_path("mask_template.nii.gz"),

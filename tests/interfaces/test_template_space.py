@@ -96,3 +96,39 @@ def test_chi_reaches_the_template_through_the_inverse_registration(tmp_path, mon
     assert error.max() <= INTERPOLATION_BOUND_PPM + 1e-6, (error.max(), INTERPOLATION_BOUND_PPM)
     # and the shift is seen: without it the error is ~ f's slope x 3 mm
     assert np.abs(chi.get_fdata() - _chi_ppm(x, y, z)).max() > 10 * INTERPOLATION_BOUND_PPM
+
+
+def test_chi_near_the_mask_edge_is_not_pulled_towards_zero(tmp_path, monkeypatch):
+    """Constant chi inside a box mask (0 outside, as the pipeline writes it), a half-voxel
+    shift: every template voxel in the mask is exactly the constant (normalised
+    interpolation), where plain linear interpolation gives half of it at the edge."""
+    from qsmflow.interfaces.template_space import ResampleToTemplate
+
+    monkeypatch.chdir(tmp_path)
+    shape, chi_ppm = (20, 20, 20), 0.08
+    native_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    mask = np.zeros(shape, np.uint8)
+    mask[5:15, 5:15, 5:15] = 1
+    nib.save(nib.Nifti1Image((mask * chi_ppm).astype(np.float32), native_affine),
+             tmp_path / "chi.nii.gz")
+    nib.save(nib.Nifti1Image(mask, native_affine), tmp_path / "mask.nii.gz")
+    template_affine = np.eye(4)
+    template_affine[:3, 3] = 0.5  # template voxels between native ones
+    nib.save(nib.Nifti1Image(np.ones((38, 38, 38), np.uint8), template_affine),
+             tmp_path / "template.nii.gz")  # an integer template: chi must stay float
+    ants.write_transform(ants.create_ants_transform(transform_type="AffineTransform",
+                                                    dimension=3), str(tmp_path / "id.mat"))
+    zero = ants.from_numpy(np.zeros(shape + (3,), np.float32), has_components=True)
+    ants.image_write(zero, str(tmp_path / "warp.nii.gz"))
+    out = ResampleToTemplate(chi_ppm=str(tmp_path / "chi.nii.gz"),
+                             mask=str(tmp_path / "mask.nii.gz"),
+                             template=str(tmp_path / "template.nii.gz"),
+                             affine_xfm=str(tmp_path / "id.mat"),
+                             inverse_warp_xfm=str(tmp_path / "warp.nii.gz")).run().outputs
+    chi = nib.load(out.chi_ppm).get_fdata()
+    template_mask = np.asarray(nib.load(out.mask).dataobj) > 0
+    # native voxels 5..14 are centred at 10..28 mm; the interpolated mask is >= 0.5 from
+    # 9 to 29 mm, which holds the template centres 9.5..28.5 mm: 20 per axis
+    assert 19 ** 3 <= template_mask.sum() <= 20 ** 3
+    np.testing.assert_allclose(chi[template_mask], chi_ppm, rtol=1e-5)
+    assert np.all(chi[~template_mask] == 0)
