@@ -100,12 +100,13 @@ def template_outputs(space: str, res: str, resolution: str,
         Output("template_chi_ppm", "Chimap", ".nii.gz", entities, {
             "Units": "ppm", "Description": f"magnetic susceptibility (SI, volume) in {space}: "
             "the native Chimap through the inverse of the atlas registration, linear "
-            "interpolation; 0 outside the resampled QSM mask", "SkullStripped": True,
+            "interpolation normalised by the interpolated QSM mask (voxels outside it do "
+            "not count); 0 outside the resampled mask", "SkullStripped": True,
             "Resolution": resolution}, derived_from=("chi_ppm", *via),
             spatial_reference=spatial_reference),
         Output("template_mask", "mask", ".nii.gz", dict(entities, description="qsm"), {
-            "Type": "ROI", "Description": f"the QSM mask in {space} (generic-label "
-            "interpolation)", "Resolution": resolution},
+            "Type": "ROI", "Description": f"the QSM mask in {space} (linearly "
+            "interpolated, >= 0.5)", "Resolution": resolution},
             derived_from=("eroded_mask", *via), spatial_reference=spatial_reference),
     )
 
