@@ -1,4 +1,5 @@
-"""WarpTemplateMask carries a template-space mask through given ANTs transforms."""
+"""Images between the native grid and the template: masks in (WarpTemplateMask), chi out
+(ResampleToTemplate)."""
 
 from __future__ import annotations
 
