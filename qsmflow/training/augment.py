@@ -18,8 +18,8 @@ from qsmflow.simulation.wholehead_kspace import harmonic_sum
 from .sources import sphere_field_ppm
 
 MASK_CHANGE_MM = 3.0  # masks are eroded or dilated by up to this much
-RESIDUAL_RMS_PPM = (0.0, 0.015)  # residual background inside the mask
-EDGE_ERROR_PPM = (0.0, 0.03)
+RESIDUAL_RMS_PPM = (0.0, 0.006)  # residual background inside the mask (local fields: ~0.01)
+EDGE_ERROR_PPM = (0.0, 0.02)
 EDGE_DECAY_MM = (1.0, 4.0)
 MIN_WEIGHT = 0.2
 B0_CHOICES_T = (1.5, 3.0, 3.0, 7.0)
