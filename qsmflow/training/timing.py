@@ -3,13 +3,16 @@
 ``python -m qsmflow.training.timing`` runs each candidate config in its own process (so
 that each peak RSS is its own) on the MNI152 brain mask at 1 mm, cropped to the mask's
 bounding box plus a margin, as the pipeline's inference is to crop it, and prints one
-JSON line per config. The weights are random: time does not depend on their values.
+JSON line per config: wall and CPU time and the 1-minute load average (on a shared machine
+the CPU time of a 1-thread run is the steadier number). Random weights: time does not
+depend on their values.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -50,15 +53,16 @@ def time_one(spec: str, threads: int) -> dict:
     rng = np.random.default_rng(0)
     field = (rng.normal(scale=0.02, size=mask.shape) * mask).astype(np.float32)
     to_t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with torch.no_grad():
         operator = DipoleOperator(mask.shape, (1.0, 1.0, 1.0), (0.1, 0.2, 0.97))
         model(operator, to_t(field), to_t(mask), to_t(mask), 10.0)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     n_params = sum(p.numel() for p in model.parameters())
     return {"config": config.to_dict(), "parameters": n_params, "threads": threads,
             "full_grid": list(brain.shape), "cropped_grid": list(mask.shape),
-            "wall_s": round(wall, 2),
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "load_average_1min": round(os.getloadavg()[0], 1),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
