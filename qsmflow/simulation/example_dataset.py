@@ -1,13 +1,14 @@
 """Write the bundled example dataset ``bids_examples/`` from the whole-head phantom.
 
-Two participants at 3T, 2 mm isotropic, 4 echoes, made by
+Two participants at 3T, 2 mm isotropic, 3 echoes, made by
 :func:`qsmflow.simulation.wholehead.simulate` from BrainWeb heads of the *test* split
 (so nothing may be tuned on them): sub-01 is subject 18 in the straight pose, sub-02
 subject 20 in the oblique pose, whose B0 direction in voxel coordinates is tilted.
 Phase is stored as 12-bit scanner units (-4096..4094 in steps of 2 for -pi..pi, int16),
-magnitude as uint16, as scanners export them. The ground truth (chi, true brain mask, local field,
-deep gray and tissue labels) goes to ``derivatives/groundtruth``. Generation is
-deterministic: the anatomy caches and the seeds fix every value.
+magnitude as uint16, as scanners export them. The ground truth (chi, true brain mask,
+local field, deep gray and tissue labels) goes to ``derivatives/groundtruth``.
+Generation is deterministic: the anatomy caches and the seeds fix every value (a
+regeneration gave the committed files byte for byte).
 """
 
 from __future__ import annotations

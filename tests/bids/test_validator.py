@@ -23,7 +23,7 @@ PHASE_SIDECAR = "sub-02/anat/sub-02_echo-2_part-phase_MEGRE.json"
 
 @pytest.fixture
 def examples_copy(tmp_path):
-    """The raw example dataset (6.8 MB), without its ground truth."""
+    """The raw example dataset (8 MB), without its ground truth."""
     return Path(shutil.copytree(EXAMPLES, tmp_path / "bids",
                                 ignore=shutil.ignore_patterns("derivatives")))
 

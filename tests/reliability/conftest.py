@@ -20,7 +20,7 @@ from .datasets import (
 
 # participant -> what is special about its data, and how the run must end for it
 MIXED_PARTICIPANTS = {
-    "01": "the example as shipped (phase in -4096..4095 scanner units)",
+    "01": "the example as shipped (phase in -4096..4094 scanner units, 12 bits)",
     "02": "the oblique example as shipped",
     "uint": "sub-01 with phase in 0..4095 scanner units (uint16): must work",
     "deg": "sub-01 with phase in whole degrees -180..180 (int16): must work",

@@ -25,7 +25,7 @@ import numpy as np
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "bids_examples"
 TRUTH = EXAMPLES / "derivatives" / "groundtruth"
-SIGNED_PHASE_FULL_SCALE = 4096  # the examples store phase as -4096..4095 -> -pi..pi
+SIGNED_PHASE_FULL_SCALE = 4096  # the examples store phase as -4096..4094 -> -pi..pi
 
 
 def copy_examples(dest: Path, subjects=("01", "02")) -> Path:
@@ -78,8 +78,9 @@ def load_array(path: Path) -> np.ndarray:
 def decimate_examples(dest: Path, *, factor: int = 2) -> tuple[Path, Path]:
     """A coarse copy (every ``factor``-th voxel) of the examples and their ROI labels.
 
-    At 4 mm the 88x104x88 grid becomes 44x52x44: the same heads, echoes and oblique
-    affine, eight times fewer voxels, so that whole pipeline runs take seconds.
+    At 4 mm the 2 mm whole heads (about 97x112x88) become about 49x56x44: the same heads,
+    echoes and oblique affine, eight times fewer voxels, so that whole pipeline runs take
+    seconds.
     Returns ``(bids_dir, roi_labels_dir)``.
     """
     dest = Path(dest)
@@ -169,7 +170,7 @@ def phase_files(bids: Path, sub: str) -> list[Path]:
 def phase_to_unsigned_units(bids: Path, sub: str) -> None:
     """Store the phase as 0..4095 (uint16), the other common scanner convention."""
     for path in phase_files(bids, sub):
-        signed = load_array(path).astype(np.float64)  # -4096..4095 -> -pi..pi
+        signed = load_array(path).astype(np.float64)  # -4096..4094 -> -pi..pi
         unsigned = np.clip(np.round(signed / 2 + 2048), 0, 4095)  # 0..4095 -> -pi..pi
         rewrite_nifti(path, data=unsigned, dtype=np.uint16)
 
@@ -278,10 +279,11 @@ def qsmflow_command(bids: Path, out: Path, *options, work: Path) -> list[str]:
 
 
 def _test_defaults(args: list[str]) -> list[str]:
-    """Options these tests add unless they give their own: TKD (fast), and the threshold
-    mask, because these datasets are small low-resolution phantoms with a dark head,
-    unlike the real heads deepbet (the default) is made for; the tests here are about
-    failures and files, not masks (tests/dl/test_brain_extraction.py tests deepbet)."""
+    """Options these tests add unless they give their own: TKD and the threshold mask,
+    both fast (the threshold takes in the scalp of these whole heads; deepbet, the
+    default, is tested on them in tests/simulation/test_example_dataset.py and
+    tests/test_end_to_end.py); the tests here are about failures and files, not
+    accuracy."""
     extra = [] if "--inversion" in args else ["--inversion", "tkd"]
     mask_options = ("--mask-method", "--brain-mask-dir")
     if not any(option in args for option in mask_options):
