@@ -457,9 +457,10 @@ def test_single_echo_t2starw_works_end_to_end(mixed_run):
     chi, reference = chimap(mixed_run["out"], "single"), chimap(mixed_run["out"], "01")
     both = (chi != 0) & (reference != 0)
     # One echo at 4 ms is far noisier than three (4 mm grid, TKD). Measured correlation with
-    # the three-echo map: 0.44 with the default LBV + refinement (0.48 plain LBV, 0.58
-    # V-SHARP, whose smaller mask leaves out the noisiest boundary voxels).
-    assert np.corrcoef(chi[both], reference[both])[0, 1] > 0.35
+    # the three-echo map, default LBV + refinement: 0.32 on the whole-head examples (0.31
+    # inside the true brain), 0.44 on the former dark-head ones. A map unrelated to the
+    # three-echo one gives about 0.
+    assert np.corrcoef(chi[both], reference[both])[0, 1] > 0.25
 
 
 def test_missing_field_strength_with_b0_option_works(mixed_run):
