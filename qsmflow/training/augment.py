@@ -5,7 +5,8 @@
   outside the mask (what background removal leaves; harmonic inside the mask);
 * an error at the mask edge: smooth, decaying with the distance from the edge, and not
   harmonic (what LBV/V-SHARP get wrong next to the boundary);
-* the data weight W from a simulated magnitude, and phase noise that follows it.
+* the data weight W from a simulated magnitude (with signal dropout near the edge, as next
+  to air and bone), and phase noise that follows it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ MIN_WEIGHT = 0.2
 B0_CHOICES_T = (1.5, 3.0, 3.0, 7.0)
 TE_RANGE_S = (0.008, 0.025)
 PHASE_NOISE_RANGE_RAD = (0.003, 0.03)
+# Signal loss near air and bone (through-voxel dephasing by background gradients): smooth
+# dark regions, strongest at the mask edge, fading over a few mm inwards.
+DROPOUT_DEPTH = (0.0, 0.9)
+DROPOUT_DECAY_MM = (3.0, 10.0)
 HARMONIC_RADIUS_MM = 50.0
 SPHERE_GAP_MM = 3.0  # residual-background spheres lie this far outside the mask at least
 
@@ -81,14 +86,26 @@ def edge_error_ppm(rng, mask, voxel_size_mm) -> np.ndarray:
     return (rng.uniform(*EDGE_ERROR_PPM) * smooth * decay * mask).astype(np.float32)
 
 
-def weight_and_noise(rng, mask, m0, r2star_3t_hz):
+def signal_dropout(rng, mask, voxel_size_mm) -> np.ndarray:
+    """Magnitude factor in (0.1, 1]: smooth dark patches that fade from the mask edge."""
+    depth = ndimage.distance_transform_edt(mask, sampling=voxel_size_mm)
+    blobs = ndimage.gaussian_filter(rng.standard_normal(mask.shape), 4.0 / np.asarray(
+        voxel_size_mm))
+    blobs = np.clip(blobs / (blobs.std() + 1e-12), 0.0, 1.0)  # dark where above 0, full at 1 sd
+    fade = np.exp(-depth / rng.uniform(*DROPOUT_DECAY_MM))
+    return 1.0 - rng.uniform(*DROPOUT_DEPTH) * blobs * fade
+
+
+def weight_and_noise(rng, mask, m0, r2star_3t_hz, voxel_size_mm):
     """W in [MIN_WEIGHT, 1] inside the mask (0 outside) from the magnitude at a random B0
-    and TE, the field noise (ppm) that follows it, and the phase scale ``s`` (rad/ppm)."""
+    and TE (with signal dropout near the edge), the field noise (ppm) that follows it, and
+    the phase scale ``s`` (rad/ppm)."""
     from qsmflow.constants import rad_per_ppm
 
     b0_t = float(rng.choice(B0_CHOICES_T))
     te_s = rng.uniform(*TE_RANGE_S)
     magnitude = m0 * np.exp(-r2star_3t_hz * (b0_t / 3.0) * te_s)  # R2* ~ proportional to B0
+    magnitude = magnitude * signal_dropout(rng, mask, voxel_size_mm)
     reference = np.median(magnitude[mask]) if mask.any() else 1.0
     weight = np.clip(magnitude / max(reference, 1e-6), MIN_WEIGHT, 1.0) * mask
     scale = rad_per_ppm(b0_t, te_s)

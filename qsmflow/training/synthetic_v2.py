@@ -86,7 +86,7 @@ def draw_patch(prepared: PreparedVolume, rng, patch: int) -> dict:
         mask = brain
     field = field + augment.residual_background_ppm(rng, mask, vsz, b0)
     field = field + augment.edge_error_ppm(rng, mask, vsz)
-    weight, noise, scale = augment.weight_and_noise(rng, mask, m0, r2s)
+    weight, noise, scale = augment.weight_and_noise(rng, mask, m0, r2s, vsz)
     return {"field_ppm": (field + noise) * mask, "chi_ppm": chi * mask, "mask": mask,
             "weight": weight, "phase_scale": scale, "voxel_size_mm": vsz, "b0_direction": b0}
 

@@ -90,15 +90,27 @@ def test_edge_error_is_largest_at_the_edge_and_zero_outside(rng):
 
 def test_weight_is_in_range_and_noise_follows_it(rng):
     mask = _ball((30, 30, 30), (15, 15, 15), 12)
-    m0 = np.where(np.indices(mask.shape)[0] < 15, 1.0, 0.2).astype(np.float32)
+    m0 = np.where(np.indices(mask.shape)[0] < 10, 0.2, 1.0).astype(np.float32)  # dark minority
     r2s = np.full(mask.shape, 20.0, np.float32)
-    weight, noise, scale = augment.weight_and_noise(rng, mask, m0, r2s)
+    weight, noise, scale = augment.weight_and_noise(rng, mask, m0, r2s, (1.0, 1.0, 1.0))
     assert np.all(weight[~mask] == 0) and np.all(noise[~mask] == 0)
     assert weight[mask].min() >= augment.MIN_WEIGHT and weight[mask].max() <= 1.0
     assert 2.0 < scale < 80.0  # 2 pi gamma B0 TE 1e-6 for 1.5-7 T and 8-25 ms
     bright = mask & (m0 == 1.0)
     dark = mask & (m0 == 0.2)
-    # Noise sd scales as 1/W: five times the weight, a fifth of the noise.
-    ratio = noise[dark].std() / noise[bright].std()
-    expected = weight[bright].mean() / weight[dark].mean()
-    assert ratio == pytest.approx(expected, rel=0.1)
+    # Noise follows 1/W voxel by voxel: noise * W has one sd everywhere in the mask.
+    normalised = noise * np.maximum(weight, augment.MIN_WEIGHT)
+    assert normalised[dark].std() == pytest.approx(normalised[bright].std(), rel=0.1)
+    assert noise[dark].std() > 1.5 * noise[bright].std()
+
+
+def test_signal_dropout_darkens_the_edge_not_the_core(rng):
+    mask = _ball((48, 48, 48), (24, 24, 24), 20)
+    depth = ndimage.distance_transform_edt(mask)
+    rims, cores = [], []
+    for _ in range(5):
+        factor = augment.signal_dropout(rng, mask, (1.0, 1.0, 1.0))
+        assert factor.min() >= 1 - augment.DROPOUT_DEPTH[1] - 1e-9 and factor.max() <= 1.0
+        rims.append(1 - factor[mask & (depth <= 2)].mean())
+        cores.append(1 - factor[depth > 15].mean())
+    assert np.mean(rims) > 3 * np.mean(cores)
