@@ -119,6 +119,25 @@ def geometric_truth(*, cache_dir: Path) -> Path:
     return path
 
 
+def merge_result(name: str, update, *, command: str, generator: str) -> None:
+    """``update(results)`` on the recorded ``results/<name>.json`` (or ``{}``), under a lock,
+    so that runs of single methods in parallel processes add to one result; the commands
+    of every run that contributed are kept."""
+    import fcntl
+
+    from common import RESULTS_DIR
+
+    path = RESULTS_DIR / f"{name}.json"
+    with open(RESULTS_DIR / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        results = record.get("results", {}) if record.get("generator") == generator else {}
+        commands = [c for c in record.get("command", "").split(" ; ") if c and c != command]
+        update(results)
+        write_result(name, results, command=" ; ".join([*commands, command]),
+                     generator=generator)
+
+
 def scores(estimate, truth, mask) -> dict:
     """NRMSE (%), HFEN (%) and XSIM in ``mask``, both maps referenced to their mean there."""
     mask = np.asarray(mask, bool)
@@ -162,7 +181,7 @@ def run_isolated(truth_file: Path, method: str, nsidl_weights) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scans", nargs="+", default=["18:straight", "20:oblique"],
+    p.add_argument("--scans", nargs="*", default=["18:straight", "20:oblique"],
                    metavar="SUBJECT:POSE")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--nsidl-weights", default=str(DEFAULT_WEIGHTS))
@@ -186,19 +205,22 @@ def main(argv=None) -> int:
         targets[f"sub-{subject} {pose}"] = head_truth(subject, pose, cache_dir=cache)
     if not args.no_geometric:
         targets["geometric"] = geometric_truth(cache_dir=cache)
-    results = {}
+    weights = Path(args.nsidl_weights)
+    command = "python benchmarks/bench_inversion_heads.py " + " ".join(argv or sys.argv[1:])
     for label, truth_file in targets.items():
-        results[label] = {}
         for method in args.methods:
             row = run_isolated(truth_file, method, args.nsidl_weights)
-            results[label][method] = row
+
+            def add(results, label=label, method=method, row=row):
+                results.setdefault(label, {})[method] = row
+                if method == "nsidl":
+                    results["nsidl_weights"] = (weights.name if weights.is_relative_to(REPO)
+                                                else str(weights))
+
+            merge_result(args.name, add, command=command.strip(), generator=GENERATOR)
             print(f"{label:22s} {method:6s} NRMSE {row['nrmse_percent']:5.1f} %  HFEN "
                   f"{row['hfen_percent']:5.1f} %  XSIM {row['xsim']:.3f}  {row['wall_s']:6.1f} s"
                   f"  {row['peak_rss_gb']:.2f} GB", flush=True)
-    weights = Path(args.nsidl_weights)
-    results["nsidl_weights"] = weights.name if weights.is_relative_to(REPO) else str(weights)
-    command = "python benchmarks/bench_inversion_heads.py " + " ".join(argv or sys.argv[1:])
-    write_result(args.name, results, command=command.strip(), generator=GENERATOR)
     return 0
 
 
