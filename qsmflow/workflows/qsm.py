@@ -19,7 +19,10 @@ from qsmflow.reports.methods import qsm_methods
 # Peak memory of the inversion on a 1 mm whole head (224 x 256 x 176), measured with
 # workflows/measure_node_resources.py (docs/hpc.md); MultiProc and the cluster plugins
 # schedule by these numbers.
-INVERSION_MEM_GB = {"nsidl": 6.0, "ndi": 4.0, "tkd": 2.5, "cfl2": 2.5}
+# TV and RTS: 1.6 and 1.8 GB peak RSS on the 196 x 230 x 182 head of
+# benchmarks/bench_inversion_heads.py (unweighted TV; the pipeline's weighted TV holds three
+# more volumes).
+INVERSION_MEM_GB = {"nsidl": 6.0, "ndi": 4.0, "tkd": 2.5, "cfl2": 2.5, "tv": 3.0, "rts": 2.5}
 STAGE_MEM_GB = 2.0  # mask, echo fit, unwrapping: 1.2-1.8 GB measured
 BGREMOVE_MEM_GB = 3.0  # LBV + refinement: 2.2 GB measured (V-SHARP alone: 1.1 GB)
 
