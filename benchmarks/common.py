@@ -45,8 +45,10 @@ MNI_PHANTOM_GENERATOR = (
     "qsmflow.simulation.phantom: MNI 2009a anatomy (nilearn) with AAL3 deep gray labels, "
     "fields from the pipeline's own discrete dipole kernel on the output grid; NSIDL v1 was "
     "trained on this generator, so its NSIDL rows are not held-out")
-BIDS_EXAMPLE_GENERATOR = ("bids_examples/ (qsmflow.simulation.bids_example, built on "
-                          "qsmflow.simulation.phantom)")
+BIDS_EXAMPLE_GENERATOR = (
+    "bids_examples/ (qsmflow.simulation.example_dataset: the whole-head phantom "
+    "qsmflow.simulation.wholehead, BrainWeb test heads 18 straight / 20 oblique, 2 mm, "
+    "3T, 3 echoes)")")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -19,13 +19,14 @@ from scipy import ndimage
 KSPACE_TAPER = 0.1  # Tukey taper over the outer 10% of the kept band (each axis)
 
 
-def continuous_dipole_field_ppm(chi_ppm, voxel_mm: float, b0_direction, *, pad_vox: int,
+def continuous_dipole_field_ppm(chi_ppm, voxel_mm, b0_direction, *, pad_vox: int,
                                 extend_low_z_vox: int = 0, workers: int = 2) -> np.ndarray:
     """Field (ppm) of ``chi_ppm`` with the continuous kernel ``1/3 - (k.b)^2/k^2``, D(0)=0.
 
     The volume is zero-padded by ``pad_vox`` on every side to a fast FFT length; with
     ``extend_low_z_vox`` its lowest z slice is repeated that far below (a neck that goes on
-    instead of ending at the edge of the model). float32 throughout.
+    instead of ending at the edge of the model). ``voxel_mm`` is one size or one per axis.
+    float32 throughout.
     """
     chi = np.asarray(chi_ppm, dtype=np.float32)
     padded_shape = [sfft.next_fast_len(n + 2 * pad_vox + (extend_low_z_vox if a == 2 else 0),
@@ -40,9 +41,10 @@ def continuous_dipole_field_ppm(chi_ppm, voxel_mm: float, b0_direction, *, pad_v
     del padded
     b = np.asarray(b0_direction, dtype=np.float64)
     b = b / np.linalg.norm(b)
-    kx = sfft.fftfreq(padded_shape[0], voxel_mm).astype(np.float32)
-    ky = sfft.fftfreq(padded_shape[1], voxel_mm).astype(np.float32)
-    kz = sfft.rfftfreq(padded_shape[2], voxel_mm).astype(np.float32)
+    v = np.broadcast_to(np.asarray(voxel_mm, dtype=np.float64), 3)
+    kx = sfft.fftfreq(padded_shape[0], v[0]).astype(np.float32)
+    ky = sfft.fftfreq(padded_shape[1], v[1]).astype(np.float32)
+    kz = sfft.rfftfreq(padded_shape[2], v[2]).astype(np.float32)
     kyz_b = ky[:, None] * np.float32(b[1]) + kz[None, :] * np.float32(b[2])
     kyz2 = ky[:, None] ** 2 + kz[None, :] ** 2
     for i, k in enumerate(kx):  # slab by slab: no full-size kernel in memory

@@ -54,8 +54,11 @@ def test_registered_dentate_lies_in_the_cerebellum_with_its_volume(
     cerebellum = reg["cerebellum"]
     assert (region & cerebellum).sum() / region.sum() >= 0.95
     # The SUIT cerebellum reaches 1-2 mm beyond the template's tissue on its free surfaces
-    # (docs/atlases.md), a shell of about a tenth of its volume at 2 mm voxels.
-    assert (cerebellum & reg["brain"]).sum() / cerebellum.sum() >= 0.85
+    # (docs/atlases.md), a shell of about a tenth of its volume at 2 mm voxels; on the
+    # whole-head examples (BrainWeb 18/20, whose true brain excludes the CSF around the
+    # cerebellum) 0.803 and 0.832 of it lie in the true brain (0.85 on the former MNI
+    # phantom, whose brain was the template's own).
+    assert (cerebellum & reg["brain"]).sum() / cerebellum.sum() >= 0.78
     truth = reg["truth_labels"] == label
     distance = np.linalg.norm(_centroid_mm(region, reg["affine"])
                               - _centroid_mm(truth, reg["affine"]))
