@@ -105,19 +105,6 @@ def _check_writable(folder: Path, what: str) -> None:
                             "you can write to.")
 
 
-def add_output_spaces_argument(parser) -> None:
-    """``--output-spaces``, in the parser's "regions of interest" group (it uses the atlas
-    registration)."""
-    from qsmflow.atlases import OUTPUT_SPACES
-
-    group = next((g for g in parser._action_groups if g.title == "regions of interest"),
-                 parser)
-    group.add_argument("--output-spaces", nargs="+", metavar="SPACE:res-N",
-                       help="also resample chi into these template spaces, through the "
-                       "default atlas's registration (valid: "
-                       f"{', '.join(OUTPUT_SPACES)}; default: native space only)")
-
-
 def _output_spaces(args) -> tuple[str, ...]:
     """The requested template spaces, validated; each once, in the order given."""
     values = tuple(dict.fromkeys(getattr(args, "output_spaces", None) or ()))

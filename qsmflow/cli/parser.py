@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: they pull in torch and pandas, and main() builds the
     # parser inside its error handling, so that even Ctrl-C during startup is one line.
     from qsmflow.analysis.roi import CHI_REFERENCES
+    from qsmflow.atlases import OUTPUT_SPACES
     from qsmflow.bids.phase_units import PHASE_SIGNS, PHASE_UNITS
     from qsmflow.inversion import INVERSION_METHODS
 
@@ -111,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="susceptibility reference of the ROI tables (default: whole_brain)")
     roi.add_argument("--roi-erode-vox", type=int, default=0,
                      help="erode each ROI by this many voxels (partial volume)")
+    roi.add_argument("--output-spaces", nargs="+", metavar="SPACE:res-N",
+                     help="also resample chi into these template spaces, through the default "
+                     f"atlas's registration (valid: {', '.join(OUTPUT_SPACES)}; default: "
+                     "native space only)")
 
     grp = p.add_argument_group("group level")
     grp.add_argument("--group-by", help="participants.tsv column to compare groups by "

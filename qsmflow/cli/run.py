@@ -18,7 +18,6 @@ from .config import (
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     Config,
-    add_output_spaces_argument,
     build_config,
 )
 from .failures import ignore_sigint_in_workers, stop_workers, write_crash_report
@@ -245,9 +244,7 @@ def _run_group_level(config: Config) -> int:
 def main(argv=None) -> int:
     args = None
     try:
-        parser = build_parser()
-        add_output_spaces_argument(parser)
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
         _setup_logging(args.verbose)
         ignore_sigint_in_workers()
         config = build_config(args)

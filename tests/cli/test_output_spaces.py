@@ -5,16 +5,14 @@ from pathlib import Path
 import pytest
 
 from qsmflow.bids.errors import QSMUsageError
-from qsmflow.cli.config import add_output_spaces_argument, build_config
+from qsmflow.cli.config import build_config
 from qsmflow.cli.parser import build_parser
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "bids_examples"
 
 
 def _config(tmp_path, *options, level="participant"):
-    parser = build_parser()
-    add_output_spaces_argument(parser)
-    args = parser.parse_args([str(EXAMPLES), str(tmp_path / "out"), level,
+    args = build_parser().parse_args([str(EXAMPLES), str(tmp_path / "out"), level,
                               "-w", str(tmp_path / "work"), *options])
     return build_config(args)
 
