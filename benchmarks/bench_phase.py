@@ -71,8 +71,7 @@ CACHE = Path(tempfile.gettempdir()) / "qsmflow_bench_phase"
 
 
 def _phantom(shape, voxel_size_mm, te_s, head=HEADS["test head"]):
-    from qsmflow.simulation.phantom import acquisition_affine
-    from qsmflow.simulation.phantom import acquire, build_head_model, rigid_pose
+    from qsmflow.simulation.phantom import acquire, acquisition_affine, build_head_model, rigid_pose
 
     seed, grid_rotation, head_rotation, head_shift = head
     rng = np.random.default_rng(seed)

@@ -48,7 +48,7 @@ MNI_PHANTOM_GENERATOR = (
 BIDS_EXAMPLE_GENERATOR = (
     "bids_examples/ (qsmflow.simulation.example_dataset: the whole-head phantom "
     "qsmflow.simulation.wholehead, BrainWeb test heads 18 straight / 20 oblique, 2 mm, "
-    "3T, 3 echoes)")")
+    "3T, 3 echoes)")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

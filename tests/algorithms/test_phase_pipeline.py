@@ -117,8 +117,7 @@ def test_chain_on_the_analytic_head(rng):
 
 def _simulate(head):
     pytest.importorskip("nilearn")
-    from qsmflow.simulation.phantom import acquisition_affine
-    from qsmflow.simulation.phantom import acquire, build_head_model, rigid_pose
+    from qsmflow.simulation.phantom import acquire, acquisition_affine, build_head_model, rigid_pose
 
     seed, grid_rotation, head_rotation, head_shift = head
     rng = np.random.default_rng(seed)
