@@ -23,6 +23,14 @@ AFFINE_ITERATIONS = (500, 250, 100, 0)
 AFFINE_SHRINK_FACTORS = (8, 4, 2, 1)
 AFFINE_SMOOTHING_SIGMAS = (3, 2, 1, 0)
 SYN_ITERATIONS = (40, 20, 0)
+# Finer scans are registered on a 2 mm grid with the same levels in mm (the finest level
+# above has no iterations). On the 1 mm whole-head test heads (BrainWeb 18 straight, 20
+# oblique) this more than halves the CPU time (156 -> 70 s, 170 -> 75 s) at the same mean
+# Dice of the 14 native labels against the true nuclei (0.828 -> 0.827, 0.840 -> 0.842);
+# single labels move by -0.026..+0.049, both ways (the left red nucleus loses most).
+REGISTRATION_VOXEL_MM = 2.0
+COARSE_GRID_SETTINGS = dict(reg_iterations=(40, 20), aff_iterations=(500, 250, 100),
+                            aff_shrink_factors=(4, 2, 1), aff_smoothing_sigmas=(2, 1, 0))
 
 
 class _RegisterAtlasInputSpec(BaseInterfaceInputSpec):
@@ -79,13 +87,10 @@ class RegisterAtlas(SimpleInterface):
         fixed_path = save_like(magnitude[..., 0] * mask, affine, output_path("fixed.nii.gz"))
         fixed = ants.image_read(fixed_path)
         moving = ants.image_read(self.inputs.template)
+        fixed_reg, moving_reg, settings = _registration_grid(ants, fixed, moving)
         # SyNRA: rigid, then affine, then SyN.
-        result = ants.registration(fixed, moving, type_of_transform="SyNRA",
-                                   reg_iterations=SYN_ITERATIONS,
-                                   aff_iterations=AFFINE_ITERATIONS,
-                                   aff_shrink_factors=AFFINE_SHRINK_FACTORS,
-                                   aff_smoothing_sigmas=AFFINE_SMOOTHING_SIGMAS,
-                                   random_seed=self.inputs.random_seed)
+        result = ants.registration(fixed_reg, moving_reg, type_of_transform="SyNRA",
+                                   random_seed=self.inputs.random_seed, **settings)
         warp, affine_xfm = result["fwdtransforms"][0], result["fwdtransforms"][-1]
         self._results["warp_xfm"] = _save_warp(warp, output_path("template_to_native_warp.nii.gz"))
         self._results["inverse_warp_xfm"] = _save_warp(
@@ -98,12 +103,26 @@ class RegisterAtlas(SimpleInterface):
         self._results["native_labels"] = save_like(labels * mask, affine,
                                                    output_path("native_labels.nii.gz"),
                                                    dtype=np.int16)
-        warped = result["warpedmovout"].numpy()
+        warped = ants.apply_transforms(fixed, moving, result["fwdtransforms"]).numpy()
         self._results["warped_template"] = save_like(warped, affine,
                                                      output_path("warped_template.nii.gz"))
         fixed_values, warped_values = fixed.numpy()[mask], warped[mask]
         self._results["similarity"] = float(np.corrcoef(fixed_values, warped_values)[0, 1])
         return runtime
+
+
+def _registration_grid(ants, fixed, moving):
+    """The images and settings to register on: the native ones, or both on a
+    ``REGISTRATION_VOXEL_MM`` grid when the scan is finer than 1.5 mm."""
+    if min(fixed.spacing) >= 0.75 * REGISTRATION_VOXEL_MM:
+        return fixed, moving, dict(reg_iterations=SYN_ITERATIONS,
+                                   aff_iterations=AFFINE_ITERATIONS,
+                                   aff_shrink_factors=AFFINE_SHRINK_FACTORS,
+                                   aff_smoothing_sigmas=AFFINE_SMOOTHING_SIGMAS)
+    grid = (REGISTRATION_VOXEL_MM,) * 3
+    return (ants.resample_image(fixed, grid, use_voxels=False, interp_type=0),
+            ants.resample_image(moving, grid, use_voxels=False, interp_type=0),
+            COARSE_GRID_SETTINGS)
 
 
 class _RegistrationFigureInputSpec(BaseInterfaceInputSpec):

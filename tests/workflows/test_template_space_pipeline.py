@@ -2,13 +2,12 @@
 group level; template-space ROI means agree with the native ROI tables.
 
 The example participants are read from the dataset's participants.tsv, so the test
-holds for whatever examples scripts/make_bids_examples.py makes. The run is the cheap one
-of the other end-to-end tests (TKD, threshold mask: the examples are small phantoms).
+holds for whatever examples scripts/make_bids_examples.py makes. The run is the
+default one that the end-to-end tests share (``tests/conftest.py``: deepbet, NSIDL).
 """
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -17,7 +16,6 @@ import pandas as pd
 import pytest
 
 from qsmflow.atlases import DEFAULT_ATLAS_VERSION
-from qsmflow.cli.run import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "bids_examples"
 SPACE = "space-MNI152NLin2009aSym_res-1"
@@ -46,19 +44,12 @@ def _groups() -> pd.Series:
 
 
 @pytest.fixture(scope="module")
-def template_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("template_space")
-    bids = tmp / "bids"
-    shutil.copytree(EXAMPLES, bids, ignore=shutil.ignore_patterns("derivatives", "*.py"))
-    out, work = tmp / "out", tmp / "work"
-    participant = main([str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2",
-                        "--omp-nthreads", "1", "--inversion", "tkd", "--mask-method",
-                        "threshold", "--skip-bids-validation",
-                        "--output-spaces", "MNI152NLin2009aSym:res-1"])
-    group_by = ["--group-by", "group"] if (_groups() != "all").any() else []
-    group = main([str(bids), str(out), "group", *group_by])
-    atlas = work / "atlas_cache" / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
-    return {"codes": (participant, group), "out": out, "atlas": atlas}
+def template_run(example_run):
+    """The examples' default run with --output-spaces and the group level by group
+    (``tests/conftest.py``)."""
+    atlas = example_run["work"] / "atlas_cache" / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
+    return {"codes": (example_run["code"], example_run["group_code"]),
+            "out": example_run["out"], "atlas": atlas}
 
 
 def test_runs_succeed(template_run):
