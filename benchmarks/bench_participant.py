@@ -223,7 +223,7 @@ class _cwd:
 
 
 def registration_floor(results: dict, n_threads: int) -> dict:
-    """The same ``ants.registration`` call, alone (interfaces/atlas.py's settings)."""
+    """The same ``ants.registration`` call on the same grid, alone (interfaces/atlas.py)."""
     import os
 
     import ants
@@ -241,13 +241,10 @@ def registration_floor(results: dict, n_threads: int) -> dict:
 
         fixed = ants.image_read(save_like(magnitude[..., 0] * mask, affine, f"{tmp}/f.nii"))
         moving = ants.image_read(inputs["template"])
+        fixed, moving, settings = atlas._registration_grid(ants, fixed, moving)
         start = time.perf_counter()
         ants.registration(fixed, moving, type_of_transform="SyNRA",
-                          reg_iterations=atlas.SYN_ITERATIONS,
-                          aff_iterations=atlas.AFFINE_ITERATIONS,
-                          aff_shrink_factors=atlas.AFFINE_SHRINK_FACTORS,
-                          aff_smoothing_sigmas=atlas.AFFINE_SMOOTHING_SIGMAS,
-                          random_seed=inputs["random_seed"], outprefix=f"{tmp}/r")
+                          random_seed=inputs["random_seed"], outprefix=f"{tmp}/r", **settings)
         return {"atlas registration": {"floor_s": time.perf_counter() - start}}
 
 
