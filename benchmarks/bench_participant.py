@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import chdir
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +197,7 @@ def fft_stage_floors(results: dict, n_threads: int) -> dict:
         inputs = {k: v for k, v in results[name].inputs.items()
                   if isdefined(v) and v is not None and not k.startswith("_")}
         inputs["n_threads"] = n_threads
-        with tempfile.TemporaryDirectory() as tmp, _cwd(tmp), FFTCounter() as counter:
+        with tempfile.TemporaryDirectory() as tmp, chdir(tmp), FFTCounter() as counter:
             start = time.perf_counter()
             interface(**inputs).run()
             rerun = time.perf_counter() - start
@@ -204,22 +205,6 @@ def fft_stage_floors(results: dict, n_threads: int) -> dict:
                                 "ffts": sum(counter.calls.values()),
                                 "fft_calls": counter.shapes()}
     return floors
-
-
-class _cwd:
-    def __init__(self, path):
-        self.path, self.old = path, None
-
-    def __enter__(self):
-        import os
-
-        self.old = os.getcwd()
-        os.chdir(self.path)
-
-    def __exit__(self, *exc):
-        import os
-
-        os.chdir(self.old)
 
 
 def registration_floor(results: dict, n_threads: int) -> dict:

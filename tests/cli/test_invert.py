@@ -12,7 +12,8 @@ from qsmflow.cli.invert import main
 from qsmflow.inversion import invert_local_field
 
 
-def test_tkd_from_files_equals_the_python_api(tmp_path):
+def _sphere_field_files(tmp_path):
+    """A 0.1 ppm sphere's field in a spherical mask, saved as field.nii.gz and mask.nii.gz."""
     shape, vsz = (24, 22, 20), (1.0, 1.0, 1.5)
     grid = np.indices(shape) - (np.array(shape) - 1)[:, None, None, None] / 2
     mask = (grid**2).sum(0) < 9**2
@@ -21,6 +22,11 @@ def test_tkd_from_files_equals_the_python_api(tmp_path):
     affine = np.diag([*vsz, 1.0])
     save_nifti(field, affine, tmp_path / "field.nii.gz")
     save_nifti(mask, affine, tmp_path / "mask.nii.gz", dtype=np.uint8)
+    return field, mask, vsz, chi
+
+
+def test_tkd_from_files_equals_the_python_api(tmp_path):
+    field, mask, vsz, chi = _sphere_field_files(tmp_path)
     out = tmp_path / "chi.nii.gz"
     args = ["--field", str(tmp_path / "field.nii.gz"), "--mask", str(tmp_path / "mask.nii.gz"),
             "--out", str(out), "--method", "tkd"]
@@ -36,14 +42,7 @@ def test_tkd_from_files_equals_the_python_api(tmp_path):
 
 def test_tv_and_rts_run_from_files_without_b0_or_te(tmp_path):
     """The linear methods need neither --b0 nor --te, and give the Python API's result."""
-    shape, vsz = (24, 22, 20), (1.0, 1.0, 1.5)
-    grid = np.indices(shape) - (np.array(shape) - 1)[:, None, None, None] / 2
-    mask = (grid**2).sum(0) < 9**2
-    chi = np.where((grid**2).sum(0) < 4**2, 0.1, 0.0)
-    field = forward_field_ppm(chi, vsz, (0, 0, 1)) * mask
-    affine = np.diag([*vsz, 1.0])
-    save_nifti(field, affine, tmp_path / "field.nii.gz")
-    save_nifti(mask, affine, tmp_path / "mask.nii.gz", dtype=np.uint8)
+    field, mask, vsz, chi = _sphere_field_files(tmp_path)
     for method in ("tv", "rts"):
         out = tmp_path / f"chi_{method}.nii.gz"
         assert main(["--field", str(tmp_path / "field.nii.gz"), "--mask",
