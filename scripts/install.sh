@@ -81,9 +81,10 @@ if [ "$step" = check ]; then
   # From an empty folder, so that Python imports the installed qsmflow, not a source tree.
   atlas_dir=$(mktemp -d)
   cd "$atlas_dir"
-  "$py" -c "import sys; from pathlib import Path; from qsmflow.atlases import default_atlas; \
-atlas = default_atlas(Path(sys.argv[1])); print('default atlas:', atlas.name, atlas.space)" \
-    "$atlas_dir"
+  # Built where runs look for it (qsmflow.atlases.atlas_cache_dir), so that none rebuilds it.
+  "$py" -c "import sys; from pathlib import Path; from qsmflow.atlases import atlas_cache_dir, \
+default_atlas; atlas = default_atlas(atlas_cache_dir(Path(sys.argv[1]))); \
+print('default atlas:', atlas.name, atlas.space, 'in', atlas.labels.parent)" "$atlas_dir"
   if ! "$py" -c "import sys; from qsmflow.dl.weights import WeightsError, load_nsidl
 try:
     print('NSIDL weights sha256:', load_nsidl()[1])

@@ -2,6 +2,16 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def qsmflow_cache(tmp_path_factory):
+    """One cache folder (the default atlas) for the whole session, not the user's own."""
+    folder = tmp_path_factory.mktemp("qsmflow_cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("QSMFLOW_CACHE_DIR", str(folder))
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -24,6 +24,7 @@ The default atlas works offline, from installed files only (``qsmflow.atlases.an
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -90,6 +91,32 @@ def lateral_ventricles(gm: np.ndarray, wm: np.ndarray, brain: np.ndarray,
     keep = index[(np.asarray(depth_mm) > VENTRICLE_MIN_DEPTH_MM)
                  & (volume_ml >= VENTRICLE_MIN_VOLUME_ML)]
     return np.isin(components, keep)
+
+
+def atlas_cache_dir(work_dir: Path) -> Path:
+    """Where the default atlas is built once and then reused by every run of this user.
+
+    ``$QSMFLOW_CACHE_DIR/atlas`` if set, else ``$XDG_CACHE_HOME/qsmflow/atlas`` (default
+    ``~/.cache/qsmflow/atlas``); where that folder cannot be written (a read-only home in a
+    container) and does not hold the atlas yet, ``WORK_DIR/atlas_cache``. Building takes about 16 s on 2 cores, a tenth of
+    a 1 mm participant (issue 15), so it is not repeated for every work directory.
+    """
+    if os.environ.get("QSMFLOW_CACHE_DIR"):
+        folder = Path(os.environ["QSMFLOW_CACHE_DIR"]) / "atlas"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        folder = Path(base) / "qsmflow" / "atlas"
+    # A read-only cache that already holds this version's atlas (a container's, built at
+    # install) serves as well: its label table is the last file written.
+    if (folder / f"default_atlas_v{DEFAULT_ATLAS_VERSION}" / "deepgm_dseg.tsv").is_file():
+        return folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    return Path(work_dir) / "atlas_cache"
 
 
 def default_atlas(cache_dir: Path) -> Atlas:

@@ -100,10 +100,10 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
             failures[f"sub-{label}"] = why
     atlas = None
     if not config.roi_labels_dir:
-        from qsmflow.atlases import custom_atlas, default_atlas
+        from qsmflow.atlases import atlas_cache_dir, custom_atlas, default_atlas
 
         atlas = (custom_atlas(config.atlas_template, config.atlas, config.atlas_labels)
-                 if config.atlas else default_atlas(config.work_dir / "atlas_cache"))
+                 if config.atlas else default_atlas(atlas_cache_dir(config.work_dir)))
     weights_sha = weights_path = None
     if config.inversion == "nsidl":
         from qsmflow.dl.weights import default_weights_path

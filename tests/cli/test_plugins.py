@@ -94,9 +94,12 @@ def test_multiproc_gets_nprocs_memory_and_the_progress_callback(bids, tmp_path):
     config = _config(bids, tmp_path, "--nprocs", "3", "--omp-nthreads", "2", "--mem-gb", "6",
                      "--plugin-args", '{"maxtasksperchild": 1}')
     callback = object()
-    args = plugin_arguments(config, _workflow(tmp_path, 2), callback)
+    workflow = _workflow(tmp_path, 2)
+    args = plugin_arguments(config, workflow, callback)
     assert args == {"maxtasksperchild": 1, "n_procs": 3, "memory_gb": 6.0,
                     "status_callback": callback}
+    # Nipype's 2 s default poll would hold each finished node's successors back.
+    assert float(workflow.config["execution"]["poll_sleep_duration"]) == pytest.approx(0.05)
 
 
 def test_mem_gb_below_a_nodes_need_is_a_usage_error(bids, tmp_path):
@@ -116,6 +119,7 @@ def test_slurm_jobs_ask_for_the_threads_a_node_uses(bids, tmp_path, monkeypatch)
     callback = object()
     args = plugin_arguments(config, workflow, callback)
     assert args == {"sbatch_args": "-p short --mem=6G", "status_callback": callback}
+    assert float(workflow.config["execution"]["poll_sleep_duration"]) == 2  # squeue per poll
     assert _invert(workflow).plugin_args == {"sbatch_args": "--cpus-per-task=4"}
     # Unwrapping and background removal run their FFTs on the node's threads too.
     for name in ("unwrap", "bgremove"):

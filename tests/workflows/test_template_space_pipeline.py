@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qsmflow.atlases import DEFAULT_ATLAS_VERSION
+from qsmflow.atlases import DEFAULT_ATLAS_VERSION, atlas_cache_dir
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "bids_examples"
 SPACE = "space-MNI152NLin2009aSym_res-1"
@@ -47,7 +47,7 @@ def _groups() -> pd.Series:
 def template_run(example_run):
     """The examples' default run with --output-spaces and the group level by group
     (``tests/conftest.py``)."""
-    atlas = example_run["work"] / "atlas_cache" / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
+    atlas = atlas_cache_dir(example_run["work"]) / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
     return {"codes": (example_run["code"], example_run["group_code"]),
             "out": example_run["out"], "atlas": atlas}
 
