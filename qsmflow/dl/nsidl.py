@@ -88,10 +88,23 @@ class ProximalUNet(nn.Module):
             pads += [0, (-n) % 4]
         x = nn.functional.pad(torch.cat([z, field], dim=1), pads)
         e0 = self.enc0(x)
+        del x
         e1 = self.enc1(nn.functional.avg_pool3d(e0, 2))
         e2 = self.enc2(nn.functional.avg_pool3d(e1, 2))
         d1 = self.dec1(torch.cat([self.up2(e2), e1], dim=1))
-        d0 = self.dec0(torch.cat([self.up1(d1), e0], dim=1))
+        del e1, e2
+        up = self.up1(d1)
+        del d1
+        # dec0 on [up, e0] without building their concatenation: the full-resolution
+        # tensors dominate inference memory (issue 15), and the convolution of a
+        # concatenation is the sum of the convolutions of its parts.
+        conv = self.dec0[0]
+        width = up.shape[1]
+        d0 = nn.functional.conv3d(up, conv.weight[:, :width], conv.bias, padding=1)
+        del up
+        d0 += nn.functional.conv3d(e0, conv.weight[:, width:], None, padding=1)
+        del e0
+        d0 = self.dec0[1](d0)
         correction = self.out(d0)[..., : shape[0], : shape[1], : shape[2]]
         return z + correction
 
