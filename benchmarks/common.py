@@ -36,8 +36,21 @@ def measure():
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    return (f"{platform.processor() or platform.machine()} ({_cpu_model()}), "
+            f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+            f"Python {platform.python_version()}")
+
+
+def _cpu_model() -> str:
+    """The CPU's model name: machines of one kind differ (the same ANTs call took 36 s on
+    one 2-core machine and 57 s on another), so results name theirs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 # The data generators the benchmarks use, named in every result.
