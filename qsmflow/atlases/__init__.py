@@ -98,8 +98,9 @@ def atlas_cache_dir(work_dir: Path) -> Path:
 
     ``$QSMFLOW_CACHE_DIR/atlas`` if set, else ``$XDG_CACHE_HOME/qsmflow/atlas`` (default
     ``~/.cache/qsmflow/atlas``); where that folder cannot be written (a read-only home in a
-    container) and does not hold the atlas yet, ``WORK_DIR/atlas_cache``. Building takes about 16 s on 2 cores, a tenth of
-    a 1 mm participant (issue 15), so it is not repeated for every work directory.
+    container) and does not hold the atlas yet, ``WORK_DIR/atlas_cache``. Building takes
+    about 16 s on 2 cores, a tenth of a 1 mm participant (issue 15), so it is not repeated
+    for every work directory.
     """
     if os.environ.get("QSMFLOW_CACHE_DIR"):
         folder = Path(os.environ["QSMFLOW_CACHE_DIR"]) / "atlas"

@@ -29,8 +29,8 @@ def plugin_arguments(config: Config, workflow, status_callback) -> dict:
     * Local and non-graph cluster plugins report each node to ``status_callback``
       (Nipype's graph plugins cannot).
     * MultiProc gets ``--nprocs`` and ``--mem-gb``, and polls its workers every
-      ``LOCAL_POLL_INTERVAL_S`` (set in the workflow's config); a node that declares more memory than
-      ``--mem-gb`` is a usage error here, before anything runs.
+      ``LOCAL_POLL_INTERVAL_S`` (set in the workflow's config); a node that declares more
+      memory than ``--mem-gb`` is a usage error here, before anything runs.
     * SLURM plugins: a node that declares several threads (the inversion, with
       ``--omp-nthreads``) asks for as many CPUs with ``--cpus-per-task``, after the
       user's ``sbatch_args``. PBS and SGE have no portable syntax for it: give it in
