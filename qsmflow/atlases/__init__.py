@@ -108,8 +108,8 @@ def atlas_cache_dir(work_dir: Path) -> Path:
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         folder = Path(base) / "qsmflow" / "atlas"
     # A read-only cache that already holds this version's atlas (a container's, built at
-    # install) serves as well: its label table is the last file written.
-    if (folder / f"default_atlas_v{DEFAULT_ATLAS_VERSION}" / "deepgm_dseg.tsv").is_file():
+    # install) serves as well.
+    if _is_built(_default_atlas_files(folder)):
         return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -120,18 +120,28 @@ def atlas_cache_dir(work_dir: Path) -> Path:
     return Path(work_dir) / "atlas_cache"
 
 
-def default_atlas(cache_dir: Path) -> Atlas:
-    """Build (once, deterministically) and return the default atlas under ``cache_dir``."""
+def _default_atlas_files(cache_dir: Path) -> Atlas:
+    """The default atlas's record under ``cache_dir``, built or not."""
     folder = Path(cache_dir) / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
     atlas = Atlas(DEFAULT_ATLAS_NAME, folder / "template_T1w_brain.nii.gz",
                   folder / "deepgm_dseg.nii.gz", folder / "deepgm_dseg.tsv",
                   folder / "ventricles_mask.nii.gz", DEFAULT_TEMPLATE_SPACE,
                   "SUIT atl-Anatom labels 29/30 (Diedrichsen 2011), MNI152NLin2009cSym, "
                   "identity to the 2009a grid")
-    atlas = replace(atlas, white_matter=folder / "white_matter_mask.nii.gz")
-    if all(p.is_file() for p in (atlas.template, atlas.labels, atlas.labels_tsv,
-                                 atlas.ventricles, atlas.white_matter)):
+    return replace(atlas, white_matter=folder / "white_matter_mask.nii.gz")
+
+
+def _is_built(atlas: Atlas) -> bool:
+    return all(p.is_file() for p in (atlas.template, atlas.labels, atlas.labels_tsv,
+                                     atlas.ventricles, atlas.white_matter))
+
+
+def default_atlas(cache_dir: Path) -> Atlas:
+    """Build (once, deterministically) and return the default atlas under ``cache_dir``."""
+    atlas = _default_atlas_files(cache_dir)
+    if _is_built(atlas):
         return atlas
+    folder = atlas.labels.parent
     folder.mkdir(parents=True, exist_ok=True)
     anatomy = load_template_anatomy()
     # Two runs sharing a work directory may build the atlas at the same time: save_nifti

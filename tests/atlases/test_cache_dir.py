@@ -45,7 +45,9 @@ def test_a_read_only_cache_that_holds_the_atlas_is_used(tmp_path, monkeypatch):
 
     built = tmp_path / "image_cache" / "atlas" / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
     built.mkdir(parents=True)
-    (built / "deepgm_dseg.tsv").write_text("index\tname\n")
+    for name in ("template_T1w_brain.nii.gz", "deepgm_dseg.nii.gz", "deepgm_dseg.tsv",
+                 "ventricles_mask.nii.gz", "white_matter_mask.nii.gz"):
+        (built / name).write_text("")
     monkeypatch.setenv("QSMFLOW_CACHE_DIR", str(tmp_path / "image_cache"))
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a non-root user
     assert atlas_cache_dir(tmp_path / "work") == tmp_path / "image_cache" / "atlas"
