@@ -1,6 +1,7 @@
 """One realistic 1 mm, 5-echo participant: wall time, peak memory and each stage against its floor.
 
     python benchmarks/bench_participant.py [--inversion nsidl] [--bids DIR] [--no-floors]
+        [--name NAME -- QSMFLOW_OPTION ...]
 
 The participant is BrainWeb test subject 18, straight, 3T, TE 5-25 ms, simulated by
 ``qsmflow.simulation.wholehead`` (``scripts/make_wholehead_phantoms.py``) unless ``--bids``
@@ -54,9 +55,10 @@ def make_dataset(out: Path) -> Path:
     return out
 
 
-def run_participant(bids: Path, out: Path, work: Path, inversion: str) -> dict:
+def run_participant(bids: Path, out: Path, work: Path, inversion: str,
+                    options: list[str]) -> dict:
     command = [str(Path(sys.executable).parent / "qsmflow"), str(bids), str(out),
-               "participant", "-w", str(work), "--inversion", inversion]
+               "participant", "-w", str(work), "--inversion", inversion, *options]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
@@ -254,12 +256,23 @@ def main(argv=None) -> int:
                                                   / "qsmflow_bench_participant"))
     parser.add_argument("--no-floors", action="store_true", help="skip the floor reruns")
     parser.add_argument("--keep-work", help="keep the work and output folders here")
+    parser.add_argument("--name", help="result name (default: participant[_INVERSION]); "
+                        "required with extra qsmflow options, so that they do not "
+                        "overwrite the defaults' result")
+    parser.add_argument("qsmflow_options", nargs="*", metavar="QSMFLOW_OPTION",
+                        help="more options for qsmflow, after --, e.g. -- --omp-nthreads 1")
     args = parser.parse_args(argv)
+    if args.qsmflow_options and not args.name:
+        parser.error("extra qsmflow options need --name")
     bids = Path(args.bids) if args.bids else make_dataset(Path(args.data_dir) / "bids")
-    n_threads = psutil.cpu_count()
+    # The floors run with the threads a node had: qsmflow's default is every core.
+    options = args.qsmflow_options
+    n_threads = (int(options[options.index("--omp-nthreads") + 1])
+                 if "--omp-nthreads" in options else psutil.cpu_count())
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep_work or scratch
-        run = run_participant(bids, Path(tmp) / "out", Path(tmp) / "work", args.inversion)
+        run = run_participant(bids, Path(tmp) / "out", Path(tmp) / "work", args.inversion,
+                              args.qsmflow_options)
         results = node_results(Path(tmp) / "work")
         stages = stage_times(results)
         floors = {} if args.no_floors else {**loading_floor(results),
@@ -276,10 +289,16 @@ def main(argv=None) -> int:
         over = f"{t['duration_s'] / floor:7.1f}x" if floor else "       -"
         print(f"{stage:<22}{t.get('start_s', 0):8.1f}{t.get('end_s', 0):8.1f}"
               f"{t.get('duration_s', 0):8.1f}{floor or 0:8.1f}{over}")
-    name = "participant" if args.inversion == "nsidl" else f"participant_{args.inversion}"
+    name = args.name or ("participant" if args.inversion == "nsidl"
+                         else f"participant_{args.inversion}")
+    command = "python benchmarks/bench_participant.py" + (
+        "" if args.inversion == "nsidl" else f" --inversion {args.inversion}")
+    if args.name:
+        command += f" --name {args.name}"
+    if args.qsmflow_options:
+        command += " -- " + " ".join(args.qsmflow_options)
     write_result(name, {"inversion": args.inversion, **run, "stages": stages},
-                 command="python benchmarks/bench_participant.py"
-                 + ("" if args.inversion == "nsidl" else f" --inversion {args.inversion}"),
+                 command=command,
                  generator=GENERATOR if not args.bids else f"--bids {args.bids}")
     return 0
 

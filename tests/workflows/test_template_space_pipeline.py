@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qsmflow.atlases import DEFAULT_ATLAS_VERSION, atlas_cache_dir
+from qsmflow.atlases import atlas_cache_dir, default_atlas
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "bids_examples"
 SPACE = "space-MNI152NLin2009aSym_res-1"
@@ -47,7 +47,8 @@ def _groups() -> pd.Series:
 def template_run(example_run):
     """The examples' default run with --output-spaces and the group level by group
     (``tests/conftest.py``)."""
-    atlas = atlas_cache_dir(example_run["work"]) / f"default_atlas_v{DEFAULT_ATLAS_VERSION}"
+    # The run built the default atlas into this cache; default_atlas only finds it.
+    atlas = default_atlas(atlas_cache_dir(example_run["work"]))
     return {"codes": (example_run["code"], example_run["group_code"]),
             "out": example_run["out"], "atlas": atlas}
 
@@ -60,7 +61,7 @@ def test_runs_succeed(template_run):
 def test_template_roi_means_match_the_native_table(template_run, participant):
     anat = template_run["out"] / participant / "anat"
     chi_image = nib.load(anat / f"{participant}_{SPACE}_Chimap.nii.gz")
-    labels_image = nib.load(template_run["atlas"] / "deepgm_dseg.nii.gz")
+    labels_image = nib.load(template_run["atlas"].labels)
     assert chi_image.shape == labels_image.shape
     np.testing.assert_allclose(chi_image.affine, labels_image.affine, atol=1e-4)
     chi = chi_image.get_fdata()
