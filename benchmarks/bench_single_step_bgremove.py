@@ -32,11 +32,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from common import MNI_PHANTOM_GENERATOR, write_result  # noqa: E402
 
-from qsmflow.algorithms.bgremove import (  # noqa: E402
-    _six_neighbour_interior,
-    lbv,
-    refine_with_dipole_model,
-)
+from qsmflow.algorithms.bgremove import lbv, refine_with_dipole_model  # noqa: E402
+from qsmflow.algorithms.bgremove.lbv import _six_neighbour_interior  # noqa: E402
 from qsmflow.algorithms.dipole import dipole_kernel_rfft, forward_field_ppm  # noqa: E402
 from qsmflow.algorithms.fourier import (  # noqa: E402
     bounding_box,

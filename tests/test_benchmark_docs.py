@@ -35,3 +35,20 @@ def test_a_result_without_a_section_is_still_shown_whole(tmp_path):
     text = make_docs._generic(record)
     assert "`dice.sub-18`: 0.951" in text
     assert "| a | b |" in text and "| 1 | 0.250 |" in text
+
+
+def test_every_benchmark_that_make_benchmarks_runs_exists_and_imports():
+    """A script that no longer imports (a helper moved) fails here, not an hour into
+    ``make benchmarks``."""
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks/run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    scripts = sorted({arguments[0] for _, arguments in run_all.BENCHMARKS})
+    assert len(scripts) >= 10
+    for script in scripts:
+        path = ROOT / "benchmarks" / script
+        assert path.is_file(), f"make benchmarks runs {script}, which does not exist"
+        spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # top level only: each runs under __main__
+        assert callable(getattr(module, "main", None)), f"{script} has no main()"

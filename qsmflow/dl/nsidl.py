@@ -80,13 +80,18 @@ class ProximalUNet(nn.Module):
         self.out = nn.Conv3d(w, 1, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # start as the identity map
         nn.init.zeros_(self.out.bias)
+        # Channels-last (NDHWC) weights and activations: oneDNN's 3-D convolutions on CPU
+        # take about half the time in this layout (issue 15: 16 -> 9 s for one pass on a
+        # 180 x 212 x 184 crop, 2 threads). Loaded state dicts are copied into it.
+        self.to(memory_format=torch.channels_last_3d)
 
     def forward(self, z: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
         shape = z.shape[-3:]
         pads = []
         for n in reversed(shape):
             pads += [0, (-n) % 4]
-        x = nn.functional.pad(torch.cat([z, field], dim=1), pads)
+        x = nn.functional.pad(torch.cat([z, field], dim=1), pads).contiguous(
+            memory_format=torch.channels_last_3d)
         e0 = self.enc0(x)
         del x
         e1 = self.enc1(nn.functional.avg_pool3d(e0, 2))
