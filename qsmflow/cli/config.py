@@ -15,6 +15,8 @@ PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "PBS", "PBSGraph", "SGE
 # Local plugins run nodes on this machine; the others submit each node as a cluster job.
 LOCAL_PLUGINS = ("Linear", "MultiProc")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+# Threads of one node, at most (the ANTs, FFT and torch libraries gain little beyond).
+MAX_OMP_NTHREADS = 8
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
@@ -129,6 +131,19 @@ def _output_spaces(args) -> tuple[str, ...]:
     return values
 
 
+def default_omp_nthreads(nprocs: int) -> int:
+    """Threads per node on a local machine: half of ``nprocs`` (at most
+    ``MAX_OMP_NTHREADS``).
+
+    A participant's two long branches, the atlas registration and the phase chain up to
+    the inversion, need nothing from each other, so with half the CPUs each they run side
+    by side. With all the CPUs each, MultiProc runs them one after the other. Measured on
+    a 1 mm, 5-echo head on 2 cores (issue 15, ``benchmarks/bench_participant.py``):
+    162 s with 1 thread per node against 187 s with 2.
+    """
+    return max(1, min(nprocs // 2, MAX_OMP_NTHREADS))
+
+
 def build_config(args) -> Config:
     """Validate the parsed arguments and resolve defaults. Conflicts are errors."""
     bids_dir = Path(args.bids_dir).resolve()
@@ -156,7 +171,7 @@ def build_config(args) -> Config:
     nprocs = args.nprocs if args.nprocs is not None else os.cpu_count() or 1
     # A cluster job gets one CPU unless it asks for more: thread counts default to 1 there.
     omp = args.omp_nthreads if args.omp_nthreads is not None else (
-        min(nprocs, 8) if local else 1)
+        default_omp_nthreads(nprocs) if local else 1)
     if local and omp > nprocs:
         raise QSMUsageError(f"--omp-nthreads {omp} exceeds --nprocs {nprocs}: one node would "
                             "use more threads than the whole run may. Lower --omp-nthreads.")

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "an interrupted run (default: ./work)")
     run.add_argument("--nprocs", type=int, help="processes for the whole run (default: all CPUs)")
     run.add_argument("--omp-nthreads", type=int, help="threads per process, e.g. for the "
-                     "inversion (default: min(nprocs, 8))")
+                     "inversion (default: half of --nprocs, at most 8, so that the "
+                     "registration and the phase chain run side by side)")
     run.add_argument("--mem-gb", type=float, help="memory limit for the MultiProc scheduler")
     run.add_argument("--plugin", choices=PLUGINS, default="MultiProc",
                      help="Nipype execution plugin (default: MultiProc)")

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from qsmflow.atlases import atlas_cache_dir, default_atlas
 from qsmflow.bids.discovery import GRERun
 from qsmflow.bids.errors import QSMUsageError
 from qsmflow.cli.config import EXIT_USAGE, build_config
@@ -74,16 +75,40 @@ def test_threads_default_to_one_for_cluster_plugins(bids, tmp_path):
     """A cluster job has one CPU unless it asks for more; the submit host's count is moot."""
     assert _config(bids, tmp_path, "--plugin", "SLURM").omp_nthreads == 1
     local = _config(bids, tmp_path, "--nprocs", "3")
-    assert (local.nprocs, local.omp_nthreads) == (3, 3)
+    assert (local.nprocs, local.omp_nthreads) == (3, 1)
 
 
-def _workflow(tmp_path, omp_nthreads):
+@pytest.mark.parametrize(("nprocs", "omp"), [(1, 1), (2, 1), (4, 2), (8, 4), (16, 8), (64, 8)])
+def test_local_threads_default_to_half_the_processes(bids, tmp_path, nprocs, omp):
+    """Half the CPUs per node, so that the registration and the phase chain of one
+    participant can run at the same time (issue 15), and never more than 8."""
+    config = _config(bids, tmp_path, "--nprocs", str(nprocs))
+    assert (config.nprocs, config.omp_nthreads) == (nprocs, omp)
+    assert _config(bids, tmp_path, "--nprocs", str(nprocs), "--omp-nthreads",
+                   str(nprocs)).omp_nthreads == nprocs
+
+
+@pytest.mark.parametrize("nprocs", [2, 4, 16])
+def test_two_nodes_of_default_threads_fit_in_the_pool_side_by_side(bids, tmp_path, nprocs):
+    """The registration and the phase chain (each node declares its threads as n_procs)
+    can both run at once under the default threads."""
+    config = _config(bids, tmp_path, "--nprocs", str(nprocs))
+    atlas = default_atlas(atlas_cache_dir(tmp_path))  # the session's shared cache
+    workflow = _workflow(tmp_path, config.omp_nthreads, atlas=atlas)
+    nodes = {name.split(".")[-1]: workflow.get_node(name)
+             for name in workflow.list_node_names()}
+    for chain_node in ("unwrap", "bgremove", "invert"):
+        assert nodes["register_atlas"].n_procs + nodes[chain_node].n_procs <= nprocs
+
+
+def _workflow(tmp_path, omp_nthreads, atlas=None):
     files = lambda part: tuple(f"/in/sub-01_echo-{e}_part-{part}_MEGRE.nii.gz"  # noqa: E731
                                for e in (1, 2))
     run = GRERun("01", None, None, None, "MEGRE", files("mag"), files("phase"),
                  (0.005, 0.01), 3.0)
     return init_qsmflow_wf([run], work_dir=str(tmp_path / "work"), out_dir=str(tmp_path),
-                           qsm_options={"inversion": "tkd", "omp_nthreads": omp_nthreads})
+                           qsm_options={"inversion": "tkd", "omp_nthreads": omp_nthreads},
+                           atlas=atlas)
 
 
 def _invert(workflow):
