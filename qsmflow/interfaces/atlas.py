@@ -13,7 +13,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from .images import load_data, output_path, save_like
+from .images import load_data, load_mask, output_path, save_like
 from .template_space import template_labels_to_native
 
 # Fast settings for 2 cores: a shortened affine stage (ANTsPy's default runs 2100
@@ -83,7 +83,7 @@ class RegisterAtlas(SimpleInterface):
 
         os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(self.inputs.n_threads)
         magnitude, affine = load_data(self.inputs.magnitude)
-        mask = load_data(self.inputs.mask)[0] > 0.5
+        mask = load_mask(self.inputs.mask)
         fixed_path = save_like(magnitude[..., 0] * mask, affine, output_path("fixed.nii.gz"))
         fixed = ants.image_read(fixed_path)
         moving = ants.image_read(self.inputs.template)

@@ -32,7 +32,7 @@ from qsmflow.bids.phase_units import (
     polar_from_complex,
 )
 
-from .images import load_data, save_like, work_image_path
+from .images import load_data, load_mask, save_like, work_image_path
 
 
 class _PrepareGREInputSpec(BaseInterfaceInputSpec):
@@ -125,7 +125,7 @@ class CombineEchoes(SimpleInterface):
     def _run_interface(self, runtime):
         magnitude, affine = load_data(self.inputs.magnitude, dtype=np.float32)
         phase, _ = load_data(self.inputs.phase_rad, dtype=np.float32)
-        mask = load_data(self.inputs.mask)[0] > 0.5
+        mask = load_mask(self.inputs.mask)
         fit = fit_echo_phase(magnitude, phase, self.inputs.echo_times_s, mask)
         self._results["wrapped_phase_rad"] = save_like(
             fit.wrapped_phase_rad, affine, work_image_path("wrapped_phase_rad"))
@@ -136,6 +136,12 @@ class CombineEchoes(SimpleInterface):
                                             affine, work_image_path("weight"))
         self._results["n_echoes"] = len(self.inputs.echo_times_s)
         return runtime
+
+
+def _volume_and_mask(volume_path, mask_path):
+    """A 3-D volume, its mask, the affine and the voxel size (mm) from the affine."""
+    volume, affine = load_data(volume_path)
+    return volume, load_mask(mask_path), affine, voxel_size_from_affine(affine)
 
 
 class _UnwrapInputSpec(BaseInterfaceInputSpec):
@@ -163,9 +169,8 @@ class UnwrapPhase(SimpleInterface):
     output_spec = _UnwrapOutputSpec
 
     def _run_interface(self, runtime):
-        wrapped, affine = load_data(self.inputs.wrapped_phase_rad)
-        mask = load_data(self.inputs.mask)[0] > 0.5
-        voxel_size = voxel_size_from_affine(affine)
+        wrapped, mask, affine, voxel_size = _volume_and_mask(self.inputs.wrapped_phase_rad,
+                                                             self.inputs.mask)
         reliable, n_excluded = reliable_phase_mask(wrapped, mask)
         with fft_threads(self.inputs.n_threads):
             unwrapped = laplacian_unwrap(wrapped, voxel_size, mask=reliable)
@@ -210,9 +215,8 @@ class RemoveBackground(SimpleInterface):
     output_spec = _RemoveBackgroundOutputSpec
 
     def _run_interface(self, runtime):
-        field_hz, affine = load_data(self.inputs.total_field_hz)
-        mask = load_data(self.inputs.mask)[0] > 0.5
-        voxel_size = voxel_size_from_affine(affine)
+        field_hz, mask, affine, voxel_size = _volume_and_mask(self.inputs.total_field_hz,
+                                                              self.inputs.mask)
         if self.inputs.method == "lbv":
             radii = []
 

@@ -13,7 +13,8 @@ import numpy as np
 from qsmflow.bids.nifti import open_nifti, read_nifti_data
 from qsmflow.bids.nifti import save_nifti as save_like
 
-__all__ = ["load_data", "load_image", "output_path", "save_like", "work_image_path"]
+__all__ = ["load_data", "load_image", "load_mask", "output_path", "save_like",
+           "work_image_path"]
 
 
 def load_image(path) -> nib.Nifti1Image:
@@ -25,6 +26,11 @@ def load_data(path, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
     """Data (scaled by the header's slope/intercept) and affine of a NIfTI file."""
     img = open_nifti(path)
     return read_nifti_data(img, path, dtype=dtype), img.affine
+
+
+def load_mask(path) -> np.ndarray:
+    """A mask file's voxels as bool: above 0.5, whatever its dtype (uint8, float)."""
+    return load_data(path)[0] > 0.5
 
 
 def output_path(name: str) -> str:

@@ -17,7 +17,7 @@ from qsmflow.algorithms.fourier import fft_threads
 from qsmflow.constants import hz_per_ppm
 from qsmflow.inversion import INVERSION_METHODS, invert_local_field
 
-from .images import load_data, save_like, work_image_path
+from .images import load_data, load_mask, save_like, work_image_path
 
 
 class _InversionInputSpec(BaseInterfaceInputSpec):
@@ -53,7 +53,7 @@ class DipoleInversion(SimpleInterface):
 
     def _run_interface(self, runtime):
         field_hz, affine = load_data(self.inputs.local_field_hz)
-        mask = load_data(self.inputs.mask)[0] > 0.5
+        mask = load_mask(self.inputs.mask)
         weight = load_data(self.inputs.weight)[0] if isdefined(self.inputs.weight) else None
         b0_dir = b0_direction_from_affine(affine)
         te_eff = float(np.mean(self.inputs.echo_times_s))

@@ -17,7 +17,7 @@ from nipype.interfaces.base import (
 from qsmflow.algorithms.dipole import voxel_size_from_affine
 from qsmflow.analysis.roi import CHI_REFERENCES, RegionLabel, roi_table
 
-from .images import load_data, output_path
+from .images import load_data, load_mask, output_path
 
 
 def read_region_labels(tsv_path) -> list[RegionLabel]:
@@ -56,8 +56,8 @@ class ROIStats(SimpleInterface):
     def _run_interface(self, runtime):
         chi, affine = load_data(self.inputs.chi_ppm)
         labels = np.rint(load_data(self.inputs.labels)[0]).astype(int)
-        mask = load_data(self.inputs.mask)[0] > 0.5
-        csf, wm = (load_data(path)[0] > 0.5 if isdefined(path) else None
+        mask = load_mask(self.inputs.mask)
+        csf, wm = (load_mask(path) if isdefined(path) else None
                    for path in (self.inputs.csf_mask, self.inputs.wm_mask))
         similarity = self.inputs.registration_similarity
         table = roi_table(chi, labels, read_region_labels(self.inputs.labels_tsv), mask,
