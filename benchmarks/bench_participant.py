@@ -6,8 +6,8 @@
 The participant is BrainWeb test subject 18, straight, 3T, TE 5-25 ms, simulated by
 ``qsmflow.simulation.wholehead`` (``scripts/make_wholehead_phantoms.py``) unless ``--bids``
 names another dataset. ``qsmflow BIDS OUT participant`` runs with its default settings
-(all cores); peak RSS is sampled every 0.1 s, for the largest single process and for the
-sum of the process tree.
+(all cores, half of them per node); peak RSS is sampled every 0.1 s, for the largest single
+process and for the sum of the process tree.
 
 Each stage's time comes from its Nipype node (start, end). Its floor is:
 
@@ -265,10 +265,12 @@ def main(argv=None) -> int:
     if args.qsmflow_options and not args.name:
         parser.error("extra qsmflow options need --name")
     bids = Path(args.bids) if args.bids else make_dataset(Path(args.data_dir) / "bids")
-    # The floors run with the threads a node had: qsmflow's default is every core.
+    # The floors run with the threads a node had: --omp-nthreads, else qsmflow's default.
+    from qsmflow.cli.config import default_omp_nthreads
+
     options = args.qsmflow_options
     n_threads = (int(options[options.index("--omp-nthreads") + 1])
-                 if "--omp-nthreads" in options else psutil.cpu_count())
+                 if "--omp-nthreads" in options else default_omp_nthreads(psutil.cpu_count()))
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep_work or scratch
         run = run_participant(bids, Path(tmp) / "out", Path(tmp) / "work", args.inversion,
