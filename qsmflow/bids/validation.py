@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import nibabel as nib
 import numpy as np
 
@@ -11,6 +14,7 @@ from .nifti import open_nifti, read_nifti_data
 from .phase_units import phase_convention, polar_from_complex
 
 AFFINE_TOLERANCE_MM = 1e-3
+MAX_READER_THREADS = 4
 
 
 def _load_header(path: str):
@@ -48,20 +52,36 @@ def validate_run_images(run: GRERun) -> list[str]:
                 raise QSMInputError(
                     f"{path}: its affine differs from that of {ref_path}. All echoes must "
                     "share one grid; the files may come from different acquisitions.")
-        data = read_nifti_data(img, path, scaled=False)
-        n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-        if n_bad:
-            warnings.append(f"{path}: {n_bad} NaN/Inf voxels were set to zero")
-        if path in run.phase_files:
-            phase_convention(data, source=path, units=run.phase_units,
-                             units_from=run.phase_units_from)
-        if path in run.magnitude_files:
-            _check_signal(data, path, "magnitude image")
+    # The data checks read every file (most of the time goes to gzip, which releases the
+    # GIL): a few threads, results in file order, so the first problem is always the same.
+    with ThreadPoolExecutor(max_workers=_reader_threads(len(run.files))) as pool:
+        for problem in pool.map(lambda path: _check_data(path, run), run.files):
+            if problem:
+                warnings.append(problem)
     for real, imag in zip(run.real_files, run.imag_files, strict=True):
         magnitude, _ = polar_from_complex(*(np.nan_to_num(read_nifti_data(open_nifti(p), p))
                                             for p in (real, imag)))
         _check_signal(magnitude, f"{real} and {imag}", "complex signal")
     return warnings
+
+
+def _reader_threads(n_files: int) -> int:
+    cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1)
+    return max(1, min(n_files, cpus, MAX_READER_THREADS))
+
+
+def _check_data(path: str, run: GRERun) -> str | None:
+    """Raise ``QSMInputError`` for data that would make the results wrong; return a
+    warning about non-finite voxels, if any."""
+    data = read_nifti_data(open_nifti(path), path, scaled=False)
+    if path in run.phase_files:
+        phase_convention(data, source=path, units=run.phase_units,
+                         units_from=run.phase_units_from)
+    if path in run.magnitude_files:
+        _check_signal(data, path, "magnitude image")
+    n_bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    return f"{path}: {n_bad} NaN/Inf voxels were set to zero" if n_bad else None
 
 
 def _check_signal(magnitude: np.ndarray, source: str, what: str) -> None:

@@ -13,7 +13,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from .images import load_data, load_mask, output_path, save_like
+from .images import load_data, load_mask, output_path, save_like, work_image_path
 from .template_space import template_labels_to_native
 
 # Fast settings for 2 cores: a shortened affine stage (ANTsPy's default runs 2100
@@ -84,7 +84,7 @@ class RegisterAtlas(SimpleInterface):
         os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(self.inputs.n_threads)
         magnitude, affine = load_data(self.inputs.magnitude)
         mask = load_mask(self.inputs.mask)
-        fixed_path = save_like(magnitude[..., 0] * mask, affine, output_path("fixed.nii.gz"))
+        fixed_path = save_like(magnitude[..., 0] * mask, affine, work_image_path("fixed"))
         fixed = ants.image_read(fixed_path)
         moving = ants.image_read(self.inputs.template)
         fixed_reg, moving_reg, settings = _registration_grid(ants, fixed, moving)
@@ -92,20 +92,20 @@ class RegisterAtlas(SimpleInterface):
         result = ants.registration(fixed_reg, moving_reg, type_of_transform="SyNRA",
                                    random_seed=self.inputs.random_seed, **settings)
         warp, affine_xfm = result["fwdtransforms"][0], result["fwdtransforms"][-1]
-        self._results["warp_xfm"] = _save_warp(warp, output_path("template_to_native_warp.nii.gz"))
+        self._results["warp_xfm"] = _save_warp(warp, work_image_path("template_to_native_warp"))
         self._results["inverse_warp_xfm"] = _save_warp(
-            result["invtransforms"][-1], output_path("native_to_template_warp.nii.gz"))
+            result["invtransforms"][-1], work_image_path("native_to_template_warp"))
         self._results["affine_xfm"] = shutil.copy(affine_xfm,
                                                   output_path("template_to_native_affine.mat"))
         labels = template_labels_to_native(self.inputs.labels, fixed,
                                            self._results["affine_xfm"],
                                            self._results["warp_xfm"])
         self._results["native_labels"] = save_like(labels * mask, affine,
-                                                   output_path("native_labels.nii.gz"),
+                                                   work_image_path("native_labels"),
                                                    dtype=np.int16)
         warped = ants.apply_transforms(fixed, moving, result["fwdtransforms"]).numpy()
         self._results["warped_template"] = save_like(warped, affine,
-                                                     output_path("warped_template.nii.gz"))
+                                                     work_image_path("warped_template"))
         fixed_values, warped_values = fixed.numpy()[mask], warped[mask]
         self._results["similarity"] = float(np.corrcoef(fixed_values, warped_values)[0, 1])
         return runtime

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec
 
-from .images import load_data, output_path, save_like
+from .images import load_data, save_like, work_image_path
 
 
 def template_labels_to_native(labels_path: str, reference, affine_xfm: str,
@@ -62,7 +62,7 @@ class WarpTemplateMask(SimpleInterface):
                                            ants.image_read(self.inputs.reference),
                                            self.inputs.affine_xfm, self.inputs.warp_xfm)
         self._results["native_mask"] = save_like(native > 0, affine,
-                                                 output_path("native_mask.nii.gz"),
+                                                 work_image_path("native_mask"),
                                                  dtype=np.uint8)
         return runtime
 
@@ -113,8 +113,8 @@ class ResampleToTemplate(SimpleInterface):
         affine = load_data(self.inputs.template)[1]
         self._results["chi_ppm"] = save_like(np.where(mask, chi_sum / np.where(mask, weight, 1.0),
                                                       0.0), affine,
-                                             output_path("chi_template.nii.gz"),
+                                             work_image_path("chi_template"),
                                              dtype=np.float32)
-        self._results["mask"] = save_like(mask, affine, output_path("mask_template.nii.gz"),
+        self._results["mask"] = save_like(mask, affine, work_image_path("mask_template"),
                                           dtype=np.uint8)
         return runtime

@@ -1,0 +1,162 @@
+"""Atlas registration settings against the true deep gray nuclei: Dice and time per setting.
+
+    python benchmarks/bench_registration_settings.py --bids DIR [DIR ...] --name NAME
+        [--settings full,default,...] [--threads 2]
+
+For every participant of each BIDS dataset with ground-truth labels
+(``derivatives/groundtruth/sub-*/anat/*_desc-deepgm_dseg.nii.gz``, as written by
+``scripts/make_wholehead_phantoms.py`` and ``scripts/make_bids_examples.py``), the default
+atlas template is registered to the brain-masked first-echo magnitude (true brain mask, so
+that only the registration differs) with each setting, and its labels are carried to the
+native grid as ``RegisterAtlas`` does. Printed and recorded per setting: the ANTs call's
+time, and per label the Dice against the truth and its change against ``full``.
+
+Settings (``qsmflow.interfaces.atlas`` holds the default's constants):
+
+* ``full``: SyNRA on the scan's own grid with the interface's stage settings (the
+  reference "full settings" of issue 15);
+* ``default``: what ``RegisterAtlas`` runs (a 2 mm grid for finer scans);
+* ``syn2mm``: as ``default`` without the rigid stage (ANTs ``SyN``: affine, then SyN);
+* ``aa2mm``, ``aa2mm_syn``: as ``default`` and ``syn2mm``, with both images smoothed by a
+  1 mm Gaussian before the 2 mm grid (anti-aliasing, as ANTs smooths the full setting's
+  2 mm level);
+* ``flow2mm``: as ``default`` with SyN's update field smoothed by 1.5 voxels, not 3;
+* ``full_seed``: ``full`` with another random seed: how much Dice moves between two runs
+  of the same setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
+from qsmflow.atlases import atlas_cache_dir, default_atlas  # noqa: E402
+from qsmflow.interfaces import atlas as atlas_interface  # noqa: E402
+from qsmflow.interfaces.images import load_data, load_mask, save_like  # noqa: E402
+from qsmflow.interfaces.template_space import template_labels_to_native  # noqa: E402
+
+SECOND_SEED = 7  # full_seed: the full setting with another seed, for the run-to-run spread
+NATIVE_SETTINGS = dict(reg_iterations=atlas_interface.SYN_ITERATIONS,
+                       aff_iterations=atlas_interface.AFFINE_ITERATIONS,
+                       aff_shrink_factors=atlas_interface.AFFINE_SHRINK_FACTORS,
+                       aff_smoothing_sigmas=atlas_interface.AFFINE_SMOOTHING_SIGMAS)
+
+
+def _setting(ants, name, fixed, moving):
+    """(fixed, moving, type_of_transform, keyword arguments) of one named setting."""
+    if name == "full":
+        return fixed, moving, "SyNRA", NATIVE_SETTINGS
+    fixed_reg, moving_reg, settings = atlas_interface._registration_grid(ants, fixed, moving)
+    if name == "default":
+        return fixed_reg, moving_reg, "SyNRA", settings
+    if name == "syn2mm":
+        return fixed_reg, moving_reg, "SyN", settings
+    if name in ("aa2mm", "aa2mm_syn"):
+        # anti-aliased: smoothed by 1 mm before the 2 mm grid, as ANTs smooths a level
+        # of the full setting that it shrinks to 2 mm
+        grid = (atlas_interface.REGISTRATION_VOXEL_MM,) * 3
+        fixed_aa, moving_aa = (
+            ants.resample_image(ants.smooth_image(i, 1.0, sigma_in_physical_coordinates=True),
+                                grid, use_voxels=False, interp_type=0)
+            for i in (fixed, moving))
+        return fixed_aa, moving_aa, "SyNRA" if name == "aa2mm" else "SyN", settings
+    if name == "flow2mm":
+        return fixed_reg, moving_reg, "SyNRA", dict(settings, flow_sigma=1.5)
+    if name == "full_seed":
+        return fixed, moving, "SyNRA", dict(NATIVE_SETTINGS, random_seed=SECOND_SEED)
+    raise SystemExit(f"unknown setting {name!r}")
+
+
+def participants(bids: Path):
+    for labels in sorted(glob.glob(str(bids / "derivatives/groundtruth/sub-*/anat/"
+                                       "*_desc-deepgm_dseg.nii.gz"))):
+        subject = Path(labels).name.split("_")[0]
+        mask = labels.replace("_desc-deepgm_dseg", "_desc-brain_mask")
+        magnitude = sorted(glob.glob(str(bids / subject / "anat" /
+                                         "*echo-1_part-mag_*.nii.gz")))[0]
+        yield f"{bids.name}/{subject}", magnitude, mask, labels
+
+
+def dice_per_label(native: np.ndarray, truth: np.ndarray) -> dict[int, float]:
+    return {int(k): float(2 * np.count_nonzero((native == k) & (truth == k))
+                          / max(np.count_nonzero(native == k) + np.count_nonzero(truth == k), 1))
+            for k in range(1, 15)}
+
+
+def register(ants, name, magnitude_path, mask_path, atlas, tmp: Path, seed: int):
+    magnitude, affine = load_data(magnitude_path)
+    mask = load_mask(mask_path)
+    fixed = ants.image_read(save_like(magnitude * mask, affine, str(tmp / "fixed.nii")))
+    moving = ants.image_read(str(atlas.template))
+    fixed_reg, moving_reg, kind, settings = _setting(ants, name, fixed, moving)
+    start = time.perf_counter()
+    result = ants.registration(fixed_reg, moving_reg, type_of_transform=kind,
+                               **dict(dict(random_seed=seed), **settings))
+    seconds = time.perf_counter() - start
+    native = template_labels_to_native(str(atlas.labels), fixed, result["fwdtransforms"][-1],
+                                       result["fwdtransforms"][0])
+    return native * mask, seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bids", nargs="+", required=True, type=Path)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--settings", default="full,default,syn2mm")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=20251125)
+    args = parser.parse_args()
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
+    import ants
+
+    names = args.settings.split(",")
+    labels_tsv = np.genfromtxt(str(Path(__file__).resolve().parents[1] / "qsmflow" / "data"
+                                   / "deepgm_labels.tsv"), dtype=str, skip_header=1,
+                               usecols=1)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        atlas = default_atlas(atlas_cache_dir(Path(tmp)))
+        for bids in args.bids:
+            for key, magnitude, mask, labels in participants(bids.resolve()):
+                truth = np.rint(load_data(labels)[0]).astype(int)
+                rows = {}
+                for name in names:
+                    native, seconds = register(ants, name, magnitude, mask, atlas, Path(tmp),
+                                               args.seed)
+                    dice = dice_per_label(native, truth)
+                    rows[name] = {"seconds": seconds,
+                                  "dice": {labels_tsv[k - 1]: d for k, d in dice.items()},
+                                  "mean_dice": float(np.mean(list(dice.values())))}
+                    print(f"{key} {name:8s} {seconds:6.1f} s  mean Dice "
+                          f"{rows[name]['mean_dice']:.3f}", flush=True)
+                if "full" in rows:
+                    for name in names:
+                        change = {k: rows[name]["dice"][k] - rows["full"]["dice"][k]
+                                  for k in rows["full"]["dice"]}
+                        worst = min(change, key=change.get)
+                        rows[name]["dice_change_vs_full"] = change
+                        rows[name]["worst_change_vs_full"] = {worst: change[worst]}
+                        print(f"  {name:8s} vs full: mean {np.mean(list(change.values())):+.3f}"
+                              f", worst {worst} {change[worst]:+.3f}")
+                results[key] = rows
+    write_result(args.name, {"settings": names, "threads": args.threads,
+                             "participants": results},
+                 command="python benchmarks/bench_registration_settings.py "
+                 + " ".join(sys.argv[1:]),
+                 generator="qsmflow.simulation.wholehead (BrainWeb heads, see each dataset's "
+                 "participants.tsv): " + ", ".join(str(b) for b in args.bids))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
