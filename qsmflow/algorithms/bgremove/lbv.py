@@ -21,8 +21,8 @@ from ._checks import check_field_and_mask
 # test head): against the solve converged to 1e-8, the refined local field differs by
 # 0.05 % at 1e-4 (9 + 9 iterations), 0.5 % at 1e-3 (7 + 6) and 3 % at 1e-2 (5 + 4), where
 # its error against the true local field is 73 % at every tolerance (0.7297 / 0.7298 /
-# 0.7352); 1e-6 took 14 + 14 iterations, 18.4 s against 11.0 s at 1e-3. MEDI's LBV stops at
-# 1e-2. (issue 15; /tmp experiment recorded in docs/benchmarks.md, "LBV tolerance")
+# 0.7352); 1e-6 took 14 + 14 iterations, each a fine-grid V-cycle. MEDI's LBV stops at
+# 1e-2. (issue 15: benchmarks/bench_lbv_tolerance.py, result lbv_tolerance_tuning)
 LBV_TOLERANCE = 1e-3
 LBV_MAX_ITERATIONS = 400
 MULTIGRID_MIN_CELLS = 6  # stop coarsening when an axis would have fewer cells than this
