@@ -108,6 +108,23 @@ def register(ants, name, magnitude_path, mask_path, atlas, tmp: Path, seed: int)
     return native * mask, seconds
 
 
+def summary_rows(results: dict) -> list[dict]:
+    """One row per participant and setting: time, mean Dice, and the change against
+    ``full`` (mean over the labels, and the label that loses most)."""
+    rows = []
+    for key, settings in results.items():
+        for name, row in settings.items():
+            worst = row.get("worst_change_vs_full", {})
+            rows.append({"participant": key, "setting": name, "seconds": row["seconds"],
+                         "mean_dice": row["mean_dice"],
+                         "mean_change": (float(np.mean(list(row["dice_change_vs_full"]
+                                                            .values())))
+                                         if "dice_change_vs_full" in row else None),
+                         "worst_label": next(iter(worst), None),
+                         "worst_change": next(iter(worst.values()), None)})
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bids", nargs="+", required=True, type=Path)
@@ -150,7 +167,7 @@ def main() -> int:
                               f", worst {worst} {change[worst]:+.3f}")
                 results[key] = rows
     write_result(args.name, {"settings": names, "threads": args.threads,
-                             "participants": results},
+                             "rows": summary_rows(results), "participants": results},
                  command="python benchmarks/bench_registration_settings.py "
                  + " ".join(sys.argv[1:]),
                  generator="qsmflow.simulation.wholehead (BrainWeb heads, see each dataset's "
