@@ -96,6 +96,15 @@ def _range_text(low: float, high: float, integral: bool) -> str:
     return f"from {low:g} to {high:g}{' (integers)' if integral else ''}"
 
 
+def _all_whole(finite: np.ndarray) -> bool:
+    """Whether every (finite) value is a whole number; the first values decide quickly
+    for the usual floating-point radians, all of them are checked otherwise."""
+    head = finite[:4096]
+    if not np.array_equal(head, np.rint(head)):
+        return False
+    return bool(np.array_equal(finite, np.rint(finite)))
+
+
 def phase_convention(values: np.ndarray, *, source: str, units: str | None = None,
                      units_from: str = "") -> PhaseConvention:
     """The convention ``values`` are stored in.
@@ -125,12 +134,13 @@ def phase_convention(values: np.ndarray, *, source: str, units: str | None = Non
         # the range needs a pass over the data (the float path costs about 0.3 s a volume).
         low, high, integral = float(values.min()), float(values.max()), True
     else:
-        finite = (values[np.isfinite(values)] if values.dtype.kind in "fc"
-                  else values.astype(np.float64).ravel())
+        finite = values.astype(np.float64) if values.dtype.kind not in "fc" else values
+        ok = np.isfinite(finite)
+        finite = finite.ravel() if ok.all() else finite[ok]
         if finite.size == 0:
             raise QSMInputError(f"{source}: the phase image has no finite values.")
         low, high = float(finite.min()), float(finite.max())
-        integral = bool(np.all(np.mod(finite, 1) == 0))
+        integral = _all_whole(finite)
     observed = _range_text(low, high, integral)
     by_range = [c for c in CONVENTIONS if c.fits(low, high, integral)
                 and c.coverage(low, high) >= MIN_RANGE_COVERAGE]
@@ -180,13 +190,14 @@ def phase_to_radians(values: np.ndarray, *, source: str, units: str | None = Non
     Non-finite values are ignored when the convention is decided and stay non-finite.
     See :func:`phase_convention` for the parameters and the refusals.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     convention = phase_convention(values, source=source, units=units, units_from=units_from)
-    phase_rad = values * convention.rad_per_unit + convention.offset_rad
-    inside = (phase_rad >= -np.pi) & (phase_rad < np.pi)  # kept exactly as they are
-    with np.errstate(invalid="ignore"):  # NaN/Inf stay not finite
-        wrapped = np.mod(phase_rad + np.pi, 2 * np.pi) - np.pi
-    return np.where(inside, phase_rad, wrapped)
+    phase_rad = values.astype(np.float64) * convention.rad_per_unit + convention.offset_rad
+    outside = ~((phase_rad >= -np.pi) & (phase_rad < np.pi))  # the others stay as they are
+    if outside.any():
+        with np.errstate(invalid="ignore"):  # NaN/Inf stay not finite
+            phase_rad[outside] = np.mod(phase_rad[outside] + np.pi, 2 * np.pi) - np.pi
+    return phase_rad
 
 
 def polar_from_complex(real: np.ndarray, imag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ class Config:
     session_label: tuple[str, ...] = ()
     nprocs: int = 1
     omp_nthreads: int = 1
+    head_nthreads: int = 1  # threads of the brain mask, before a run's branches split
     mem_gb: float | None = None
     plugin: str = "MultiProc"
     plugin_args: dict = field(default_factory=dict)
@@ -144,6 +145,19 @@ def default_omp_nthreads(nprocs: int) -> int:
     return max(1, min(nprocs // 2, MAX_OMP_NTHREADS))
 
 
+def head_nthreads(nprocs: int, omp_nthreads: int) -> int:
+    """Threads of a run's brain mask node by default.
+
+    Nothing of the same run can run beside it: both branches (registration, phase chain)
+    wait for the mask. So it takes the threads of both branches, ``2 x omp_nthreads`` at
+    most ``nprocs``; MultiProc runs it when that many CPUs are free. With
+    ``--omp-nthreads`` given, every node keeps to it. Measured on the 1 mm head of
+    ``bench_participant`` (2 cores): the deepbet mask in 8.6 s with 2 threads against
+    11.5 s with 1, the same mask.
+    """
+    return max(1, min(nprocs, 2 * omp_nthreads))
+
+
 def build_config(args) -> Config:
     """Validate the parsed arguments and resolve defaults. Conflicts are errors."""
     bids_dir = Path(args.bids_dir).resolve()
@@ -172,6 +186,7 @@ def build_config(args) -> Config:
     # A cluster job gets one CPU unless it asks for more: thread counts default to 1 there.
     omp = args.omp_nthreads if args.omp_nthreads is not None else (
         default_omp_nthreads(nprocs) if local else 1)
+    head = (head_nthreads(nprocs, omp) if local and args.omp_nthreads is None else omp)
     if local and omp > nprocs:
         raise QSMUsageError(f"--omp-nthreads {omp} exceeds --nprocs {nprocs}: one node would "
                             "use more threads than the whole run may. Lower --omp-nthreads.")
@@ -248,7 +263,7 @@ def build_config(args) -> Config:
         work_dir=work_dir,
         participant_label=tuple(p.removeprefix("sub-") for p in args.participant_label or ()),
         session_label=tuple(s.removeprefix("ses-") for s in args.session_label or ()),
-        nprocs=nprocs, omp_nthreads=omp, mem_gb=args.mem_gb, plugin=args.plugin,
+        nprocs=nprocs, omp_nthreads=omp, head_nthreads=head, mem_gb=args.mem_gb, plugin=args.plugin,
         plugin_args=plugin_args, inversion=args.inversion,
         weights=Path(args.weights).resolve() if args.weights else None, device=args.device,
         b0_tesla=args.b0_tesla, phase_units=args.phase_units, phase_sign=args.phase_sign,

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nprocs", type=int, help="processes for the whole run (default: all CPUs)")
     run.add_argument("--omp-nthreads", type=int, help="threads per process, e.g. for the "
                      "inversion (default: half of --nprocs, at most 8, so that the "
-                     "registration and the phase chain run side by side)")
+                     "registration and the phase chain run side by side; the brain mask, "
+                     "which runs before them, then takes twice that)")
     run.add_argument("--mem-gb", type=float, help="memory limit for the MultiProc scheduler")
     run.add_argument("--plugin", choices=PLUGINS, default="MultiProc",
                      help="Nipype execution plugin (default: MultiProc)")

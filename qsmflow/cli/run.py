@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -89,11 +90,15 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
     from .report import write_reports
 
     started = _now()
-    discovery = find_gre_runs(config.bids_dir, participant_labels=config.participant_label,
-                              session_labels=config.session_label,
-                              b0_tesla_override=config.b0_tesla,
-                              phase_units=config.phase_units, phase_sign=config.phase_sign)
-    refused = _validate_bids_dir(config)
+    # The BIDS validator is a subprocess: it runs while pybids indexes the dataset.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        validation = pool.submit(_validate_bids_dir, config)
+        discovery = find_gre_runs(config.bids_dir,
+                                  participant_labels=config.participant_label,
+                                  session_labels=config.session_label,
+                                  b0_tesla_override=config.b0_tesla,
+                                  phase_units=config.phase_units, phase_sign=config.phase_sign)
+        refused = validation.result()
     failures = dict(discovery.failures)
     for label, why in refused.items():  # qsmflow's own, more specific, message first
         if not any(key == f"sub-{label}" or key.startswith(f"sub-{label}_") for key in failures):
@@ -174,7 +179,8 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                 bgremove=config.bgremove, lbv_peel_mm=config.lbv_peel_mm,
                 bgremove_refine=config.bgremove_refine,
                 nsidl_weights=str(config.weights) if config.weights else None,
-                device=config.device, omp_nthreads=config.omp_nthreads))
+                device=config.device, omp_nthreads=config.omp_nthreads,
+                head_nthreads=config.head_nthreads))
         for run in runs:
             if run.label in masks:
                 wf = workflow.get_node(run_workflow_name(run))

@@ -44,6 +44,7 @@ def init_qsm_wf(
     nsidl_weights: str | None = None,
     device: str = "cpu",
     omp_nthreads: int = 1,
+    head_nthreads: int | None = None,
     phase_units: str | None = None,
     phase_units_from: str = "",
     phase_sign: int = 1,
@@ -85,11 +86,13 @@ def init_qsm_wf(
         "magnitude", "brain_mask", "reliable_mask", "eroded_mask", "total_field_hz",
         "local_field_hz", "chi_ppm", "weight", "inversion_metadata"]), name="outputnode")
 
+    # The mask runs before the branches split: nothing of this run runs beside it.
+    head_nthreads = head_nthreads or omp_nthreads
     prepare = pe.Node(PrepareGRE(phase_units=phase_units, phase_units_from=phase_units_from,
                                  phase_sign=phase_sign), name="prepare")
     mask = pe.Node(BrainMask(method=mask_method, echo_times_s=list(echo_times_s),
-                             device=device, n_threads=omp_nthreads),
-                   name="mask", n_procs=omp_nthreads, mem_gb=STAGE_MEM_GB)  # deepbet: 1.4 GB
+                             device=device, n_threads=head_nthreads),
+                   name="mask", n_procs=head_nthreads, mem_gb=STAGE_MEM_GB)  # deepbet: 1.4 GB
     if mask_erode_mm is not None:
         mask.inputs.erode_mm = mask_erode_mm
     if user_mask:

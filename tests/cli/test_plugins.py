@@ -101,13 +101,31 @@ def test_two_nodes_of_default_threads_fit_in_the_pool_side_by_side(bids, tmp_pat
         assert nodes["register_atlas"].n_procs + nodes[chain_node].n_procs <= nprocs
 
 
-def _workflow(tmp_path, omp_nthreads, atlas=None):
+@pytest.mark.parametrize(("nprocs", "head"), [(1, 1), (2, 2), (3, 2), (4, 4), (16, 16),
+                                             (64, 16)])
+def test_the_brain_mask_takes_both_branches_threads_by_default(bids, tmp_path, nprocs, head):
+    """Nothing of a participant runs beside its mask, so by default it gets the threads
+    of both branches (2 x omp, at most nprocs); a given --omp-nthreads holds for it too,
+    and a cluster job keeps to one thread."""
+    config = _config(bids, tmp_path, "--nprocs", str(nprocs))
+    assert config.head_nthreads == head
+    workflow = _workflow(tmp_path, config.omp_nthreads, head_nthreads=config.head_nthreads)
+    mask = workflow.get_node("sub_01_wf.qsm_wf.mask")
+    assert (mask.n_procs, mask.inputs.n_threads) == (head, head)
+    assert _workflow(tmp_path, 1).get_node("sub_01_wf.qsm_wf.mask").n_procs == 1
+    assert _config(bids, tmp_path, "--nprocs", str(nprocs), "--omp-nthreads",
+                   "1").head_nthreads == 1
+    assert _config(bids, tmp_path, "--plugin", "SLURM").head_nthreads == 1
+
+
+def _workflow(tmp_path, omp_nthreads, atlas=None, head_nthreads=None):
     files = lambda part: tuple(f"/in/sub-01_echo-{e}_part-{part}_MEGRE.nii.gz"  # noqa: E731
                                for e in (1, 2))
     run = GRERun("01", None, None, None, "MEGRE", files("mag"), files("phase"),
                  (0.005, 0.01), 3.0)
     return init_qsmflow_wf([run], work_dir=str(tmp_path / "work"), out_dir=str(tmp_path),
-                           qsm_options={"inversion": "tkd", "omp_nthreads": omp_nthreads},
+                           qsm_options={"inversion": "tkd", "omp_nthreads": omp_nthreads,
+                                        "head_nthreads": head_nthreads},
                            atlas=atlas)
 
 
