@@ -2,6 +2,7 @@
 
     python benchmarks/bench_registration_settings.py --bids DIR [DIR ...] --name NAME
         [--settings full,default,...] [--threads 2]
+    python benchmarks/bench_registration_settings.py --compare STUDY STUDY --name NAME
 
 For every participant of each BIDS dataset with ground-truth labels
 (``derivatives/groundtruth/sub-*/anat/*_desc-deepgm_dseg.nii.gz``, as written by
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import sys
 import tempfile
@@ -125,14 +127,42 @@ def summary_rows(results: dict) -> list[dict]:
     return rows
 
 
+def compare_full_runs(first: str, second: str, name: str) -> int:
+    """Record how far Dice moves between two runs of ``full`` (two recorded studies)."""
+    from common import RESULTS_DIR
+
+    runs = [json.loads((RESULTS_DIR / f"{n}.json").read_text())["results"]["participants"]
+            for n in (first, second)]
+    rows = []
+    for key in runs[0]:
+        a, b = (r[key]["full"]["dice"] for r in runs)
+        change = {label: b[label] - a[label] for label in a}
+        largest = max(change, key=lambda label: abs(change[label]))
+        rows.append({"participant": key, "mean_change": float(np.mean(list(change.values()))),
+                     "largest_label": largest, "largest_change": change[largest]})
+        print(f"{key}: mean {rows[-1]['mean_change']:+.4f}, largest {largest} "
+              f"{change[largest]:+.3f}")
+    write_result(name, {"studies": [first, second], "rows": rows},
+                 command="python benchmarks/bench_registration_settings.py --compare "
+                 f"{first} {second} --name {name}",
+                 generator=f"the participants of {first} and {second}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bids", nargs="+", required=True, type=Path)
+    parser.add_argument("--compare", nargs=2, metavar=("STUDY", "STUDY"),
+                        help="only compare the `full` rows of two recorded studies")
+    parser.add_argument("--bids", nargs="+", type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--settings", default="full,default,syn2mm")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=20251125)
     args = parser.parse_args()
+    if args.compare:
+        return compare_full_runs(*args.compare, args.name)
+    if not args.bids:
+        parser.error("--bids is required")
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
     import ants
 
