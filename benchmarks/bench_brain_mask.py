@@ -103,7 +103,7 @@ def template_affine_mask(magnitude, affine, cache: Path):
                                aff_iterations=AFFINE_ITERATIONS,
                                aff_shrink_factors=AFFINE_SHRINK_FACTORS,
                                aff_smoothing_sigmas=AFFINE_SMOOTHING_SIGMAS,
-                               random_seed=20251125)
+                               random_seed=20251125, outprefix=str(cache / "ants_"))
     brain = moving.new_image_like((moving.numpy() > 0).astype(np.float32))
     warped = ants.apply_transforms(fixed, brain, result["fwdtransforms"],
                                    interpolator="linear")

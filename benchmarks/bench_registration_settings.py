@@ -103,7 +103,8 @@ def register(ants, name, magnitude_path, mask_path, atlas, tmp: Path, seed: int)
     fixed_reg, moving_reg, kind, settings = _setting(ants, name, fixed, moving)
     start = time.perf_counter()
     result = ants.registration(fixed_reg, moving_reg, type_of_transform=kind,
-                               **dict(dict(random_seed=seed), **settings))
+                               **dict(dict(random_seed=seed, outprefix=f"{tmp}/ants_"),
+                                      **settings))
     seconds = time.perf_counter() - start
     native = template_labels_to_native(str(atlas.labels), fixed, result["fwdtransforms"][-1],
                                        result["fwdtransforms"][0])

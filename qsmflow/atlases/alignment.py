@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -115,12 +116,14 @@ def register_aal3(aal3: np.ndarray, gm: np.ndarray, tissue: np.ndarray, affine, 
     metric_mask = image(ndimage.binary_dilation(tissue, iterations=3) & ~held_out)
     out = {}
     for kind in ("Affine", "SyN"):
-        result = ants.registration(image(gm), moving, type_of_transform=kind,
-                                   mask=metric_mask, aff_metric="meansquares",
-                                   syn_metric="meansquares", reg_iterations=(40, 20, 0),
-                                   random_seed=seed)
-        out[kind] = ants.apply_transforms(image(gm), image(aal3), result["fwdtransforms"],
-                                          interpolator="genericLabel").numpy().astype(int)
+        # ANTs' transforms go to a folder removed afterwards, not left in /tmp.
+        with tempfile.TemporaryDirectory(prefix="qsmflow_ants_") as tmp:
+            result = ants.registration(image(gm), moving, type_of_transform=kind,
+                                       mask=metric_mask, aff_metric="meansquares",
+                                       syn_metric="meansquares", reg_iterations=(40, 20, 0),
+                                       random_seed=seed, outprefix=f"{tmp}/")
+            out[kind] = ants.apply_transforms(image(gm), image(aal3), result["fwdtransforms"],
+                                              interpolator="genericLabel").numpy().astype(int)
     return out
 
 

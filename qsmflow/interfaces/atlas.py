@@ -88,9 +88,12 @@ class RegisterAtlas(SimpleInterface):
         fixed = ants.image_read(fixed_path)
         moving = ants.image_read(self.inputs.template)
         fixed_reg, moving_reg, settings = _registration_grid(ants, fixed, moving)
-        # SyNRA: rigid, then affine, then SyN.
+        # SyNRA: rigid, then affine, then SyN. ANTs writes its transforms into the node's
+        # directory, not the system temporary folder (which it would never clean: about
+        # 30 MB per participant left on a cluster node's /tmp).
         result = ants.registration(fixed_reg, moving_reg, type_of_transform="SyNRA",
-                                   random_seed=self.inputs.random_seed, **settings)
+                                   random_seed=self.inputs.random_seed,
+                                   outprefix=output_path("ants_"), **settings)
         warp, affine_xfm = result["fwdtransforms"][0], result["fwdtransforms"][-1]
         self._results["warp_xfm"] = _save_warp(warp, work_image_path("template_to_native_warp"))
         self._results["inverse_warp_xfm"] = _save_warp(

@@ -31,6 +31,7 @@ Med Image Anal 2008;12:26-41 (ANTs SyN).
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +174,12 @@ def true_brain_mask(tissue, deepgm, ventricles, voxel_mm=FINE_VOXEL_MM):
 
 def register_cavities(tissue, affine, heads_dir: Path, *, seed: int) -> tuple[np.ndarray, dict]:
     """Colin27 air cavities on the fine grid: affine ANTs registration of class images."""
+    # ANTs' transforms go to a folder removed afterwards, not left in /tmp.
+    with tempfile.TemporaryDirectory(prefix="qsmflow_ants_") as tmp:
+        return _register_cavities(tissue, affine, heads_dir, seed=seed, outprefix=f"{tmp}/")
+
+
+def _register_cavities(tissue, affine, heads_dir, *, seed, outprefix):
     import ants
 
     img = nib.load(Path(heads_dir) / "colin27_mcx_labels.nii.gz")
@@ -190,7 +197,8 @@ def register_cavities(tissue, affine, heads_dir: Path, *, seed: int) -> tuple[np
     fixed = _ants_image(fixed_array, fixed_affine)
     moving = _ants_image(colin_img, colin_affine)
     result = ants.registration(fixed, moving, type_of_transform="Affine",
-                               aff_iterations=AFFINE_ITERATIONS, random_seed=seed)
+                               aff_iterations=AFFINE_ITERATIONS, random_seed=seed,
+                               outprefix=outprefix)
     # Quality: head-mask Dice before (identity) and after registration, at 2 mm.
     colin_head = _ants_image((colin > 0).astype(np.float32), colin_affine)
     head_fixed = fixed_array > 0.05
@@ -251,6 +259,12 @@ def register_deep_gray(tissue, brain_guess, affine, suit_dir: Path, *, seed: int
 
     Returns the labels, the template's ventricles on the fine grid, and quality numbers.
     """
+    with tempfile.TemporaryDirectory(prefix="qsmflow_ants_") as tmp:
+        return _register_deep_gray(tissue, brain_guess, affine, suit_dir, seed=seed,
+                                   outprefix=f"{tmp}/")
+
+
+def _register_deep_gray(tissue, brain_guess, affine, suit_dir, *, seed, outprefix):
     import ants
 
     template, template_affine, template_labels, template_ventricles, (t_gm, t_wm, t_csf) = \
@@ -264,7 +278,7 @@ def register_deep_gray(tissue, brain_guess, affine, suit_dir: Path, *, seed: int
     moving = _ants_image(template, template_affine)
     result = ants.registration(fixed, moving, type_of_transform="SyN",
                                reg_iterations=SYN_ITERATIONS, aff_iterations=AFFINE_ITERATIONS,
-                               random_seed=seed)
+                               random_seed=seed, outprefix=outprefix)
     warped = result["warpedmovout"].numpy()
     inside = fixed_array > 0
     quality = {"template_t1_correlation": float(np.corrcoef(warped[inside],

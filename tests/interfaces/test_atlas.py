@@ -1,5 +1,7 @@
 """Atlas registration recovers known labels; custom atlases are validated."""
 
+import tempfile
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -47,6 +49,10 @@ def test_registration_recovers_known_labels(atlas, tmp_path, rng, monkeypatch):
              tmp_path / "mag.nii.gz")
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), tmp_path / "mask.nii.gz")
     monkeypatch.chdir(tmp_path)
+    # ANTs would put its transforms in the temporary folder and never remove them.
+    system_tmp = tmp_path / "system_tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
     result = RegisterAtlas(magnitude=str(tmp_path / "mag.nii.gz"),
                            mask=str(tmp_path / "mask.nii.gz"), template=str(atlas.template),
                            labels=str(atlas.labels), n_threads=2).run()
@@ -58,6 +64,7 @@ def test_registration_recovers_known_labels(atlas, tmp_path, rng, monkeypatch):
             a, b = native == label, truth == label
             dice = 2 * (a & b).sum() / (a.sum() + b.sum())
             assert dice >= 0.8, f"{roi} label {label}: Dice {dice:.2f}"
+    assert list(system_tmp.iterdir()) == []
 
 
 def test_custom_atlas_validation(atlas, tmp_path):
