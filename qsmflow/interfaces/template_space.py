@@ -84,13 +84,16 @@ class _ResampleToTemplateOutputSpec(TraitedSpec):
 class ResampleToTemplate(SimpleInterface):
     """Chi (ppm) and its mask on the template grid.
 
-    Chi is interpolated linearly: it is a convex combination of neighbouring values, so it
-    makes no values outside the data's range, where a B-spline rings at the mask edge
-    (chi drops to 0 there) and around veins, and spreads that ringing into the nuclei.
-    Outside the mask chi is not 0 ppm but unknown, so the interpolation is normalised by
-    the interpolated mask, L(chi m) / L(m): near the mask's edge chi is the mean of the
-    valid neighbours only, not pulled towards 0. The template-space mask is L(m) >= 0.5
-    (what nearest-neighbour interpolation of the mask would keep); chi outside it is 0.
+    Chi is resampled with a cubic B-spline. Linear interpolation blurs a 2 mm map by up to
+    a voxel, which took 6-17 % off the template-space means of the small, high-chi nuclei
+    (pallidum, substantia nigra, red nucleus, dentate) against the native ROI tables on the
+    examples; the B-spline differs by 1-10 %, as a Lanczos windowed sinc does at ten times
+    the time (37 against 3 s for a 1 mm template on one thread). Outside the mask chi is not
+    0 ppm but unknown, so before resampling it is extended outwards with the nearest
+    voxel's value: chi near the mask's edge is not pulled towards 0, and there is no step
+    there for the spline to ring on. The template-space mask is the linearly interpolated
+    mask >= 0.5 (what nearest-neighbour interpolation of the mask would keep); chi outside
+    it is 0.
     """
 
     input_spec = _ResampleToTemplateInputSpec
@@ -98,6 +101,7 @@ class ResampleToTemplate(SimpleInterface):
 
     def _run_interface(self, runtime):
         import ants
+        from scipy import ndimage
 
         # ANTs returns the fixed image's pixel type: float, whatever the template's is.
         template = ants.image_read(self.inputs.template).clone("float")
@@ -105,14 +109,15 @@ class ResampleToTemplate(SimpleInterface):
         chi, native_mask = load_data(self.inputs.chi_ppm)[0], load_data(self.inputs.mask)[0]
         native_mask = native_mask > 0.5
         weight = native_to_template(ants.image_read(self.inputs.mask), template, *transforms)
-        weight = weight.numpy()
-        masked = ants.image_read(self.inputs.chi_ppm).new_image_like(
-            np.where(native_mask, chi, 0.0).astype(np.float32))
-        chi_sum = native_to_template(masked, template, *transforms).numpy()
-        mask = weight >= 0.5
+        mask = weight.numpy() >= 0.5
+        nearest = ndimage.distance_transform_edt(~native_mask, return_distances=False,
+                                                 return_indices=True)
+        extended = ants.image_read(self.inputs.chi_ppm).new_image_like(
+            chi[tuple(nearest)].astype(np.float32))
+        chi_template = native_to_template(extended, template, *transforms,
+                                          interpolator="bSpline").numpy()
         affine = load_data(self.inputs.template)[1]
-        self._results["chi_ppm"] = save_like(np.where(mask, chi_sum / np.where(mask, weight, 1.0),
-                                                      0.0), affine,
+        self._results["chi_ppm"] = save_like(np.where(mask, chi_template, 0.0), affine,
                                              work_image_path("chi_template"),
                                              dtype=np.float32)
         self._results["mask"] = save_like(mask, affine, work_image_path("mask_template"),

@@ -99,9 +99,9 @@ def template_outputs(space: str, res: str, resolution: str,
     return (
         Output("template_chi_ppm", "Chimap", ".nii.gz", entities, {
             "Units": "ppm", "Description": f"magnetic susceptibility (SI, volume) in {space}: "
-            "the native Chimap through the inverse of the atlas registration, linear "
-            "interpolation normalised by the interpolated QSM mask (voxels outside it do "
-            "not count); 0 outside the resampled mask", "SkullStripped": True,
+            "the native Chimap through the inverse of the atlas registration, cubic B-spline "
+            "interpolation of chi extended beyond the QSM mask by its nearest voxel's value "
+            "(voxels outside it do not count); 0 outside the resampled mask", "SkullStripped": True,
             "Resolution": resolution}, derived_from=("chi_ppm", *via),
             spatial_reference=spatial_reference),
         Output("template_mask", "mask", ".nii.gz", dict(entities, description="qsm"), {
