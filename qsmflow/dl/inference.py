@@ -19,6 +19,10 @@ from .weights import load_nsidl
 CROP_MARGIN_VOX = 24
 # The U-Net pools twice by 2: a crop that starts on a multiple of 4 keeps its pooling grid.
 CROP_ALIGN_VOX = 4
+# Larger crops run the proximal network in overlapping tiles of at most this many voxels
+# (qsmflow.dl.tiling: the same chi). A 1 mm brain's crop (about 150 x 190 x 160, 4.6 M)
+# runs whole; a 0.5 mm 7T crop (about 40 M) in tiles.
+PROX_TILE_VOXELS = 12_000_000
 
 
 def torch_device(device: str) -> torch.device:
@@ -70,14 +74,15 @@ def nsidl_invert(
     weights_path=None,
     device: str = "cpu",
     n_threads: int | None = None,
+    max_prox_voxels: int | None = PROX_TILE_VOXELS,
 ) -> tuple[np.ndarray, str, int]:
     """Susceptibility (ppm) by NSIDL, with the weights' sha256 and the iterations run.
 
     ``local_field_ppm`` is zero outside ``mask`` (bool); ``weight`` is the data weight
     ``W`` in [0, 1] (default 1); ``phase_scale_rad_per_ppm`` is ``s = 2 pi gamma B0 TE``
     at the effective echo time. The network runs on the mask's bounding box
-    (:func:`mask_bounding_box`), in float32; ``n_threads`` torch threads are used for
-    the call only.
+    (:func:`mask_bounding_box`), in float32, its proximal network in tiles of at most
+    ``max_prox_voxels`` voxels; ``n_threads`` torch threads are used for the call only.
     """
     device_t = torch_device(device)
     mask = np.asarray(mask, bool)
@@ -93,7 +98,8 @@ def nsidl_invert(
         cropped_mask = mask[box]
         operator = DipoleOperator(cropped_mask.shape, voxel_size_mm, b0_direction).to(device_t)
         chi = model(operator, to_t(local_field_ppm), to_t(mask), to_t(weight),
-                    phase_scale_rad_per_ppm, n_iterations=model.inference_iterations)
+                    phase_scale_rad_per_ppm, n_iterations=model.inference_iterations,
+                    max_prox_voxels=max_prox_voxels)
         chi_ppm = np.zeros(mask.shape)
         chi_ppm[box] = chi[0, 0].cpu().numpy()
     return chi_ppm * mask, digest, model.inference_iterations

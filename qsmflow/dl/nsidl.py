@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from .operators import DipoleOperator, nonlinear_data_gradient
+from .tiling import apply_in_tiles
 
 CHI_SCALE_PPM = 0.1  # typical tissue susceptibility: network inputs are divided by it
 
@@ -142,6 +143,7 @@ class NSIDL(nn.Module):
         *,
         n_iterations: int | None = None,
         return_all: bool = False,
+        max_prox_voxels: int | None = None,
     ):
         """Estimate chi (ppm) from the local field (ppm), all tensors (B, 1, X, Y, Z).
 
@@ -149,6 +151,9 @@ class NSIDL(nn.Module):
         at the effective echo time, a float or a (B, 1, 1, 1, 1) tensor.
         ``n_iterations`` runs only the first iterations (at most the trained number); the
         shipped weights record the number chosen on validation data.
+        ``max_prox_voxels`` runs the proximal network in overlapping tiles of at most that
+        many voxels (:mod:`qsmflow.dl.tiling`; the same result, for inference on large
+        volumes); ``None`` runs it on the whole volume.
         """
         n_iterations = self.config.n_iterations if n_iterations is None else n_iterations
         if not 1 <= n_iterations <= self.config.n_iterations:
@@ -163,6 +168,7 @@ class NSIDL(nn.Module):
         for k in range(n_iterations):
             gradient = nonlinear_data_gradient(operator, chi, phase, weight_sq, s) / (s * s)
             z = chi - torch.exp(self.log_steps[k]) * gradient
-            chi = self.prox_of(k)(z / CHI_SCALE_PPM, field_in) * CHI_SCALE_PPM * mask
+            chi = apply_in_tiles(self.prox_of(k), [z / CHI_SCALE_PPM, field_in],
+                                 max_prox_voxels) * CHI_SCALE_PPM * mask
             history.append(chi)
         return history if return_all else chi
