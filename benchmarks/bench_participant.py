@@ -210,28 +210,22 @@ def fft_stage_floors(results: dict, n_threads: int) -> dict:
 
 
 def registration_floor(results: dict, n_threads: int) -> dict:
-    """The same ``ants.registration`` call on the same grid, alone (interfaces/atlas.py)."""
-    import os
-
-    import ants
-
+    """The same registration call (``register_template``: a fresh process with
+    ``n_threads`` ITK threads) on the same images, alone (interfaces/atlas.py)."""
     import qsmflow.interfaces.atlas as atlas
 
     if "register_atlas" not in results:
         return {}
     inputs = results["register_atlas"].inputs
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(n_threads)
     magnitude, affine = _load(inputs["magnitude"], np.float32)
     mask = _load(inputs["mask"])[0] > 0.5
     with tempfile.TemporaryDirectory() as tmp:
         from qsmflow.interfaces.images import save_like
 
-        fixed = ants.image_read(save_like(magnitude[..., 0] * mask, affine, f"{tmp}/f.nii"))
-        moving = ants.image_read(inputs["template"])
-        fixed, moving, settings = atlas._registration_grid(ants, fixed, moving)
+        fixed = save_like(magnitude[..., 0] * mask, affine, f"{tmp}/f.nii")
         start = time.perf_counter()
-        ants.registration(fixed, moving, type_of_transform="SyNRA",
-                          random_seed=inputs["random_seed"], outprefix=f"{tmp}/r", **settings)
+        atlas.register_template(fixed, inputs["template"], n_threads=n_threads,
+                                seed=inputs["random_seed"], outprefix=f"{tmp}/r")
         return {"atlas registration": {"floor_s": time.perf_counter() - start}}
 
 

@@ -20,6 +20,7 @@ from .config import (
     EXIT_USAGE,
     Config,
     build_config,
+    registration_nthreads,
 )
 from .failures import ignore_sigint_in_workers, stop_workers, write_crash_report
 from .parser import build_parser
@@ -170,6 +171,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
             runs, work_dir=str(config.work_dir), out_dir=str(config.output_dir),
             run_labels=run_labels, atlas=atlas, chi_reference=config.chi_reference,
             roi_erode_vox=config.roi_erode_vox, output_spaces=config.output_spaces,
+            registration_nthreads=registration_nthreads(config, len(runs)),
             provenance={"QsmflowProvenance": str(record_path.relative_to(config.output_dir))},
             qsm_options=dict(
                 mask_method=config.mask_method, mask_threshold=config.mask_threshold,

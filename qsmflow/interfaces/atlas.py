@@ -33,6 +33,50 @@ COARSE_GRID_SETTINGS = dict(reg_iterations=(40, 20), aff_iterations=(500, 250, 1
                             aff_shrink_factors=(4, 2, 1), aff_smoothing_sigmas=(2, 1, 0))
 
 
+def _register_in_child(fixed_path: str, template_path: str, seed: int,
+                       outprefix: str) -> tuple[list[str], list[str]]:
+    import ants
+
+    fixed, moving = ants.image_read(fixed_path), ants.image_read(template_path)
+    fixed, moving, settings = _registration_grid(ants, fixed, moving)
+    # SyNRA: rigid, then affine, then SyN.
+    result = ants.registration(fixed, moving, type_of_transform="SyNRA", random_seed=seed,
+                               outprefix=outprefix, **settings)
+    return list(result["fwdtransforms"]), list(result["invtransforms"])
+
+
+_CHILD = ("import json, sys; from qsmflow.interfaces.atlas import _register_in_child; "
+          "print(json.dumps(_register_in_child(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+          "sys.argv[4])))")
+
+
+def register_template(fixed_path: str, template_path: str, *, n_threads: int, seed: int,
+                      outprefix: str) -> tuple[list[str], list[str]]:
+    """ANTs' SyNRA of the template to ``fixed_path``: (forward, inverse) transform files.
+
+    It runs in a fresh Python process. ITK reads ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS once
+    per process, at its first use, and ignores later changes; in a reused Nipype worker,
+    or after any earlier ANTs call, ``n_threads`` would not hold (measured: an SyNRA after
+    a one-thread call ran single-threaded, 69 s wall for 69 s CPU, with the variable at
+    2; in a fresh process 47 s wall for 84 s CPU). The transforms go to ``outprefix``, not
+    to the system temporary folder, which ANTsPy would never clean.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=str(n_threads))
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(fixed_path), str(template_path),
+                           str(seed), str(outprefix)], env=env, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the ANTs registration of {template_path} to {fixed_path} "
+                           f"failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    forward, inverse = json.loads(done.stdout.strip().splitlines()[-1])
+    return forward, inverse
+
+
 class _RegisterAtlasInputSpec(BaseInterfaceInputSpec):
     magnitude = File(exists=True, mandatory=True, desc="4-D magnitude; echo 1 is used")
     mask = File(exists=True, mandatory=True, desc="brain mask in the native grid")
@@ -87,17 +131,14 @@ class RegisterAtlas(SimpleInterface):
         fixed_path = save_like(magnitude[..., 0] * mask, affine, work_image_path("fixed"))
         fixed = ants.image_read(fixed_path)
         moving = ants.image_read(self.inputs.template)
-        fixed_reg, moving_reg, settings = _registration_grid(ants, fixed, moving)
-        # SyNRA: rigid, then affine, then SyN. ANTs writes its transforms into the node's
-        # directory, not the system temporary folder (which it would never clean: about
-        # 30 MB per participant left on a cluster node's /tmp).
-        result = ants.registration(fixed_reg, moving_reg, type_of_transform="SyNRA",
-                                   random_seed=self.inputs.random_seed,
-                                   outprefix=output_path("ants_"), **settings)
-        warp, affine_xfm = result["fwdtransforms"][0], result["fwdtransforms"][-1]
+        forward, inverse = register_template(fixed_path, self.inputs.template,
+                                             n_threads=self.inputs.n_threads,
+                                             seed=self.inputs.random_seed,
+                                             outprefix=output_path("ants_"))
+        warp, affine_xfm = forward[0], forward[-1]
         self._results["warp_xfm"] = _save_warp(warp, work_image_path("template_to_native_warp"))
         self._results["inverse_warp_xfm"] = _save_warp(
-            result["invtransforms"][-1], work_image_path("native_to_template_warp"))
+            inverse[-1], work_image_path("native_to_template_warp"))
         self._results["affine_xfm"] = shutil.copy(affine_xfm,
                                                   output_path("template_to_native_affine.mat"))
         labels = template_labels_to_native(self.inputs.labels, fixed,
@@ -106,7 +147,7 @@ class RegisterAtlas(SimpleInterface):
         self._results["native_labels"] = save_like(labels * mask, affine,
                                                    work_image_path("native_labels"),
                                                    dtype=np.int16)
-        warped = ants.apply_transforms(fixed, moving, result["fwdtransforms"]).numpy()
+        warped = ants.apply_transforms(fixed, moving, forward).numpy()
         self._results["warped_template"] = save_like(warped, affine,
                                                      work_image_path("warped_template"))
         fixed_values, warped_values = fixed.numpy()[mask], warped[mask]
