@@ -224,7 +224,9 @@ def registration_floor(results: dict, n_threads: int) -> dict:
 
         fixed = save_like(magnitude[..., 0] * mask, affine, f"{tmp}/f.nii")
         start = time.perf_counter()
-        atlas.register_template(fixed, inputs["template"], n_threads=n_threads,
+        # the node's own thread count (qsmflow.cli.config.registration_nthreads)
+        atlas.register_template(fixed, inputs["template"],
+                                n_threads=inputs.get("n_threads", n_threads),
                                 seed=inputs["random_seed"], outprefix=f"{tmp}/r")
         return {"atlas registration": {"floor_s": time.perf_counter() - start}}
 

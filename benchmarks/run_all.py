@@ -33,6 +33,7 @@ BENCHMARKS = [
     ("inversion", ["bench_inversion.py"]),
     ("classical_tuning", ["tune_classical.py"]),
     ("inversion_heads", ["bench_inversion_heads.py"]),
+    ("nsidl_large", ["bench_nsidl_large.py"]),
     ("brain_mask", ["bench_brain_mask.py"]),
     ("wholehead_1mm", ["bench_wholehead.py", "--voxel-size-mm", "1"]),
     ("wholehead_2mm", ["bench_wholehead.py", "--voxel-size-mm", "2"]),
