@@ -28,12 +28,12 @@ BUDGET_GB = 8.0
 SEED = 20261203
 
 
-def sphere_phantom(shape, rng):
+def sphere_phantom(shape, rng, voxel_mm: float = VOXEL_MM):
     """Truth chi (ppm), mask and analytic field (ppm) on the output grid (B0 along z)."""
     from qsmflow.training.sources import sphere_field_ppm
 
-    centre = (np.asarray(shape) - 1) / 2 * VOXEL_MM
-    points = np.indices(shape, dtype=np.float32) * np.float32(VOXEL_MM)
+    centre = (np.asarray(shape) - 1) / 2 * voxel_mm
+    points = np.indices(shape, dtype=np.float32) * np.float32(voxel_mm)
     semi = np.asarray(BRAIN_SEMI_AXES_MM, np.float32)
     mask = (((points - centre[:, None, None, None].astype(np.float32))
              / semi[:, None, None, None]) ** 2).sum(0) <= 1.0
