@@ -114,3 +114,47 @@ def test_signal_dropout_darkens_the_edge_not_the_core(rng):
         rims.append(1 - factor[mask & (depth <= 2)].mean())
         cores.append(1 - factor[depth > 15].mean())
     assert np.mean(rims) > 3 * np.mean(cores)
+
+
+def _toy_anatomy():
+    from qsmflow.simulation import wholehead_anatomy as wa
+
+    shape = (40, 40, 40)
+    tissue = np.full(shape, wa.CSF, np.uint8)
+    tissue[6:34, 6:34, 6:34] = wa.GM
+    tissue[12:28, 12:28, 12:28] = wa.WM
+    brain = tissue != wa.CSF
+    brain[2:38, 2:38, 2:38] = True
+    return wa.WholeHeadAnatomy("41", np.eye(4), tissue, np.zeros(shape, np.int16), brain, {})
+
+
+def test_tissue_profile_2_puts_gray_matter_above_white_matter_under_a_weak_texture():
+    """Profile 2 draws WM, then GM above it by 0.015-0.10 ppm, under a texture of at most
+    0.008 ppm sd; profile 1 (NSIDL v2's bank) draws them independently under up to 0.025."""
+    from qsmflow.simulation import wholehead_anatomy as wa
+    from qsmflow.training.bank import M0, PROFILES, brainweb_fine_maps
+
+    anatomy = _toy_anatomy()
+    contrast, texture = {"1": [], "2": []}, {"1": [], "2": []}
+    for name in contrast:
+        for seed in range(12):
+            chi, _, m0, _ = brainweb_fine_maps(anatomy, np.random.default_rng(seed),
+                                               PROFILES[name])
+            # the deformation moves the labels; M0 says which tissue a voxel got
+            gm, wm = chi[np.isclose(m0, M0[wa.GM])], chi[np.isclose(m0, M0[wa.WM])]
+            contrast[name].append(np.median(gm) - np.median(wm))
+            texture[name].append(wm.std())
+    assert min(contrast["2"]) > 0.015 - 0.005 and max(contrast["2"]) < 0.10 + 0.005
+    assert max(texture["2"]) < 0.008 + 0.002
+    assert max(texture["1"]) > 0.015  # the texture that motivated profile 2
+
+
+def test_a_bank_folder_refuses_another_tissue_profile(tmp_path):
+    import json
+
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "manifest.json").write_text(json.dumps({"tissue_profile": "1"}))
+    with pytest.raises(ValueError, match="profile 1"):
+        build_bank(bank, heads_dir=tmp_path, subjects=["41"], draws_per_subject=1, n_mni=0,
+                   seed=0, cache_dir=tmp_path, profile="2")
