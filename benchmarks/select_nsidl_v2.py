@@ -2,9 +2,9 @@
 final data-consistency step.
 
     python benchmarks/select_nsidl_v2.py WEIGHTS_OR_CHECKPOINT [--bank DIR]
-        [--dc-steps 0 2 5 10 20] [--dc-step-size 2.0]
+        [--dc-steps 0 2 5 10 20] [--dc-step-size 2.0] [--name nsidl_v2_selection]
 
-(writes ``benchmarks/results/nsidl_v2_selection.json``)
+(writes ``benchmarks/results/<name>.json``)
 
 Choice data: ``qsmflow.simulation.wholehead`` on tuning subject 04 in the pose of
 ``tune_classical.py`` (-12/8/-5 degrees; no test head has it), 1 mm, 3T, seed 0: the true
@@ -121,6 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--dc-step-size", type=float, default=2.0)
     p.add_argument("--cache-dir", default="/tmp/qsmflow_heads")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--name", default="nsidl_v2_selection", help="result name")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.weights)
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
         results["indist_validation_nrmse_percent_per_iterate"] = bank_validation(model, args.bank)
         print("in-distribution validation per iterate:",
               np.round(results["indist_validation_nrmse_percent_per_iterate"], 2).tolist())
-    write_result("nsidl_v2_selection", results,
+    write_result(args.name, results,
                  command="python benchmarks/select_nsidl_v2.py " + " ".join(argv or sys.argv[1:]),
                  generator=GENERATOR)
     return 0
