@@ -99,7 +99,7 @@ def nsidl_invert(
         operator = DipoleOperator(cropped_mask.shape, voxel_size_mm, b0_direction).to(device_t)
         chi = model(operator, to_t(local_field_ppm), to_t(mask), to_t(weight),
                     phase_scale_rad_per_ppm, n_iterations=model.inference_iterations,
-                    max_prox_voxels=max_prox_voxels)
+                    max_prox_voxels=max_prox_voxels, dc_steps=model.inference_dc_steps)
         chi_ppm = np.zeros(mask.shape)
         chi_ppm[box] = chi[0, 0].cpu().numpy()
     return chi_ppm * mask, digest, model.inference_iterations

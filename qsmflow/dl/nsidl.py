@@ -42,6 +42,9 @@ from .operators import DipoleOperator, nonlinear_data_gradient
 from .tiling import apply_in_tiles
 
 CHI_SCALE_PPM = 0.1  # typical tissue susceptibility: network inputs are divided by it
+# Step of the final data-consistency steps, normalised by s^2: NDI's default step
+# (qsmflow.algorithms.inversion.ndi), stable for the dipole kernel's largest value 2/3.
+DC_STEP_SIZE = 2.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class NSIDL(nn.Module):
         n_iterations: int | None = None,
         return_all: bool = False,
         max_prox_voxels: int | None = None,
+        dc_steps: int = 0,
+        dc_step_size: float = DC_STEP_SIZE,
     ):
         """Estimate chi (ppm) from the local field (ppm), all tensors (B, 1, X, Y, Z).
 
@@ -154,6 +159,9 @@ class NSIDL(nn.Module):
         ``max_prox_voxels`` runs the proximal network in overlapping tiles of at most that
         many voxels (:mod:`qsmflow.dl.tiling`; the same result, for inference on large
         volumes); ``None`` runs it on the whole volume.
+        ``dc_steps`` gradient steps of the nonlinear data term alone follow the network
+        (``chi <- mask (chi - dc_step_size grad f(chi) / s^2)``, NDI's step): a final
+        data-consistency step; weights files record the number chosen on the tuning head.
         """
         n_iterations = self.config.n_iterations if n_iterations is None else n_iterations
         if not 1 <= n_iterations <= self.config.n_iterations:
@@ -170,5 +178,10 @@ class NSIDL(nn.Module):
             z = chi - torch.exp(self.log_steps[k]) * gradient
             chi = apply_in_tiles(self.prox_of(k), [z / CHI_SCALE_PPM, field_in],
                                  max_prox_voxels) * CHI_SCALE_PPM * mask
+            history.append(chi)
+        for _ in range(dc_steps):
+            gradient = nonlinear_data_gradient(operator, chi, phase, weight_sq, s) / (s * s)
+            chi = (chi - dc_step_size * gradient) * mask
+        if dc_steps:
             history.append(chi)
         return history if return_all else chi

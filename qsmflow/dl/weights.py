@@ -53,7 +53,8 @@ def load_nsidl(path=None, *, device: str = "cpu") -> tuple[NSIDL, str]:
     Shipped weights are checked against their recorded sha256; user weights are loaded
     as given and their hash is reported for provenance. The model's
     ``inference_iterations`` attribute is the number of unrolled iterations to run,
-    recorded in the weights file (default: all trained iterations).
+    recorded in the weights file (default: all trained iterations), and
+    ``inference_dc_steps`` the final data-consistency steps after them (default 0).
     """
     path = Path(path) if path is not None else default_weights_path()
     digest = verify_weights(path)
@@ -63,6 +64,7 @@ def load_nsidl(path=None, *, device: str = "cpu") -> tuple[NSIDL, str]:
         model.load_state_dict(state["state_dict"])
         model.inference_iterations = int(state.get("inference_iterations",
                                                    model.config.n_iterations))
+        model.inference_dc_steps = int(state.get("inference_dc_steps", 0))
     except Exception as err:
         raise WeightsError(f"{path}: not valid NSIDL weights ({err}).") from err
     return model.to(device).eval(), digest

@@ -107,3 +107,30 @@ def test_v2_per_iteration_proximal_networks_are_distinct_and_v1_configs_still_lo
         assert torch.equal(same(operator, field, mask, mask, 10.0), after[-1])
     assert torch.equal(before[0], after[0])
     assert not torch.allclose(before[1], after[1])
+
+
+def test_data_consistency_steps_lower_the_nonlinear_data_term_every_step():
+    """The final data-consistency steps are gradient descent on the nonlinear data term:
+    from the network's output each step lowers it (NDI's step 2 / s^2 is below 2 / L)."""
+    from qsmflow.dl.operators import nonlinear_data_loss
+
+    torch.manual_seed(0)
+    shape = (32, 32, 32)
+    g = np.indices(shape) - 15.5
+    mask_np = (g ** 2).sum(0) <= 13 ** 2
+    chi_true = np.where((g[0] - 3) ** 2 + g[1] ** 2 + (g[2] + 2) ** 2 <= 16, 0.2, 0.0) * mask_np
+    field_np = forward_field_ppm(chi_true, (1.0, 1.0, 1.0), (0.0, 0.3, 0.95)) * mask_np
+    operator = DipoleOperator(shape, (1.0, 1.0, 1.0), (0.0, 0.3, 0.95)).double()
+    to_t = lambda a: torch.from_numpy(np.asarray(a, np.float64))[None, None]  # noqa: E731
+    field, mask = to_t(field_np), to_t(mask_np)
+    s = rad_per_ppm(3.0, 0.02)
+    model = NSIDL(NSIDLConfig(n_iterations=1, width=4)).double().eval()
+    losses = []
+    with torch.no_grad():
+        base = model(operator, field, mask, mask, s)
+        for d in range(6):
+            chi = model(operator, field, mask, mask, s, dc_steps=d)
+            losses.append(float(nonlinear_data_loss(operator, chi, s * field, mask, s)))
+    assert torch.equal(model(operator, field, mask, mask, s, dc_steps=0), base)
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
+    assert losses[-1] < 0.7 * losses[0], losses
