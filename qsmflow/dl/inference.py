@@ -71,6 +71,7 @@ def nsidl_invert(
     *,
     phase_scale_rad_per_ppm: float,
     weight: np.ndarray | None = None,
+    noise_sd_ppm: np.ndarray | None = None,
     weights_path=None,
     device: str = "cpu",
     n_threads: int | None = None,
@@ -79,7 +80,9 @@ def nsidl_invert(
     """Susceptibility (ppm) by NSIDL, with the weights' sha256 and the iterations run.
 
     ``local_field_ppm`` is zero outside ``mask`` (bool); ``weight`` is the data weight
-    ``W`` in [0, 1] (default 1); ``phase_scale_rad_per_ppm`` is ``s = 2 pi gamma B0 TE``
+    ``W`` in [0, 1] (default 1); ``noise_sd_ppm`` the field's noise sd per voxel (ppm), for
+    weights trained with it (``noise_input``; default: zero, noise-free data);
+    ``phase_scale_rad_per_ppm`` is ``s = 2 pi gamma B0 TE``
     at the effective echo time. The network runs on the mask's bounding box
     (:func:`mask_bounding_box`), in float32, its proximal network in tiles of at most
     ``max_prox_voxels`` voxels; ``n_threads`` torch threads are used for the call only.
@@ -97,9 +100,11 @@ def nsidl_invert(
         model, digest = load_nsidl(weights_path, device=str(device_t))
         cropped_mask = mask[box]
         operator = DipoleOperator(cropped_mask.shape, voxel_size_mm, b0_direction).to(device_t)
+        noise = None if noise_sd_ppm is None else to_t(noise_sd_ppm)
         chi = model(operator, to_t(local_field_ppm), to_t(mask), to_t(weight),
                     phase_scale_rad_per_ppm, n_iterations=model.inference_iterations,
-                    max_prox_voxels=max_prox_voxels, dc_steps=model.inference_dc_steps)
+                    max_prox_voxels=max_prox_voxels, dc_steps=model.inference_dc_steps,
+                    noise_sd_ppm=noise)
         chi_ppm = np.zeros(mask.shape)
         chi_ppm[box] = chi[0, 0].cpu().numpy()
     return chi_ppm * mask, digest, model.inference_iterations

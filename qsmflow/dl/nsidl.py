@@ -54,6 +54,9 @@ class NSIDLConfig:
     initial_step: float = 1.0
     # v1 files carry no such field and load with the default: one shared U-Net.
     shared_prox: bool = True
+    # The proximal networks also see the field's noise sd (ppm) per voxel, so that they
+    # can regularise noisy data strongly and clean data little (v1/v2 files: False).
+    noise_input: bool = False
 
     def to_dict(self):
         return asdict(self)
@@ -64,17 +67,17 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class ProximalUNet(nn.Module):
-    """Two-level residual 3-D U-Net: input (z, field) -> correction to z.
+    """Two-level residual 3-D U-Net: input (z, field[, noise sd]) -> correction to z.
 
     Two downsamplings give a receptive field of about 40 voxels, wide enough to see the
     streaks that the ill-conditioned cone of the dipole kernel leaves, at a cost
     dominated by the three full-resolution convolutions.
     """
 
-    def __init__(self, width: int = 12):
+    def __init__(self, width: int = 12, in_channels: int = 2):
         super().__init__()
         w = width
-        self.enc0 = _conv_block(2, w)
+        self.enc0 = _conv_block(in_channels, w)
         self.enc1 = nn.Sequential(_conv_block(w, 2 * w), _conv_block(2 * w, 2 * w))
         self.enc2 = nn.Sequential(_conv_block(2 * w, 4 * w), _conv_block(4 * w, 4 * w))
         self.up2 = nn.ConvTranspose3d(4 * w, 2 * w, 2, stride=2)
@@ -89,12 +92,12 @@ class ProximalUNet(nn.Module):
         # 180 x 212 x 184 crop, 2 threads). Loaded state dicts are copied into it.
         self.to(memory_format=torch.channels_last_3d)
 
-    def forward(self, z: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, *conditions: torch.Tensor) -> torch.Tensor:
         shape = z.shape[-3:]
         pads = []
         for n in reversed(shape):
             pads += [0, (-n) % 4]
-        x = nn.functional.pad(torch.cat([z, field], dim=1), pads).contiguous(
+        x = nn.functional.pad(torch.cat([z, *conditions], dim=1), pads).contiguous(
             memory_format=torch.channels_last_3d)
         e0 = self.enc0(x)
         del x
@@ -124,10 +127,11 @@ class NSIDL(nn.Module):
     def __init__(self, config: NSIDLConfig | None = None):
         super().__init__()
         self.config = config or NSIDLConfig()
+        channels = 3 if self.config.noise_input else 2
         if self.config.shared_prox:
-            self.prox = ProximalUNet(self.config.width)  # v1's state-dict keys: prox.*
+            self.prox = ProximalUNet(self.config.width, channels)  # v1's keys: prox.*
         else:
-            self.proxes = nn.ModuleList(ProximalUNet(self.config.width)
+            self.proxes = nn.ModuleList(ProximalUNet(self.config.width, channels)
                                         for _ in range(self.config.n_iterations))
         self.log_steps = nn.Parameter(
             torch.full((self.config.n_iterations,), math.log(self.config.initial_step)))
@@ -149,6 +153,7 @@ class NSIDL(nn.Module):
         max_prox_voxels: int | None = None,
         dc_steps: int = 0,
         dc_step_size: float = DC_STEP_SIZE,
+        noise_sd_ppm: torch.Tensor | None = None,
     ):
         """Estimate chi (ppm) from the local field (ppm), all tensors (B, 1, X, Y, Z).
 
@@ -162,6 +167,8 @@ class NSIDL(nn.Module):
         ``dc_steps`` gradient steps of the nonlinear data term alone follow the network
         (``chi <- mask (chi - dc_step_size grad f(chi) / s^2)``, NDI's step): a final
         data-consistency step; weights files record the number chosen on the tuning head.
+        ``noise_sd_ppm`` is the field's noise sd per voxel (ppm), seen by models with
+        ``noise_input`` (``None``: zero, noise-free data) and ignored by the others.
         """
         n_iterations = self.config.n_iterations if n_iterations is None else n_iterations
         if not 1 <= n_iterations <= self.config.n_iterations:
@@ -171,12 +178,15 @@ class NSIDL(nn.Module):
         phase = s * field_ppm
         weight_sq = (weight * mask) ** 2
         chi = operator.tkd(field_ppm) * mask
-        field_in = field_ppm / CHI_SCALE_PPM
+        conditions = [field_ppm / CHI_SCALE_PPM]
+        if self.config.noise_input:
+            noise = torch.zeros_like(field_ppm) if noise_sd_ppm is None else noise_sd_ppm
+            conditions.append(noise * mask / CHI_SCALE_PPM)
         history = []
         for k in range(n_iterations):
             gradient = nonlinear_data_gradient(operator, chi, phase, weight_sq, s) / (s * s)
             z = chi - torch.exp(self.log_steps[k]) * gradient
-            chi = apply_in_tiles(self.prox_of(k), [z / CHI_SCALE_PPM, field_in],
+            chi = apply_in_tiles(self.prox_of(k), [z / CHI_SCALE_PPM, *conditions],
                                  max_prox_voxels) * CHI_SCALE_PPM * mask
             history.append(chi)
         for _ in range(dc_steps):

@@ -26,6 +26,9 @@ MIN_WEIGHT = 0.2
 B0_CHOICES_T = (1.5, 3.0, 3.0, 7.0)
 TE_RANGE_S = (0.008, 0.025)
 PHASE_NOISE_RANGE_RAD = (0.003, 0.03)
+# With a noise-conditioned network (--noise-input), this share of patches is noise-free:
+# the clean end of the range, where the network should regularise least.
+CLEAN_FRACTION = 0.25
 # Signal loss near air and bone (through-voxel dephasing by background gradients): smooth
 # dark regions, strongest at the mask edge, fading over a few mm inwards.
 DROPOUT_DEPTH = (0.0, 0.9)
@@ -96,10 +99,11 @@ def signal_dropout(rng, mask, voxel_size_mm) -> np.ndarray:
     return 1.0 - rng.uniform(*DROPOUT_DEPTH) * blobs * fade
 
 
-def weight_and_noise(rng, mask, m0, r2star_3t_hz, voxel_size_mm):
+def weight_and_noise(rng, mask, m0, r2star_3t_hz, voxel_size_mm, *, clean_fraction=0.0):
     """W in [MIN_WEIGHT, 1] inside the mask (0 outside) from the magnitude at a random B0
-    and TE (with signal dropout near the edge), the field noise (ppm) that follows it, and
-    the phase scale ``s`` (rad/ppm)."""
+    and TE (with signal dropout near the edge), the field noise (ppm) that follows it, the
+    phase scale ``s`` (rad/ppm) and the noise's sd per voxel (ppm). A ``clean_fraction``
+    of the draws is noise-free (no random number is drawn for it when 0: v2's stream)."""
     from qsmflow.constants import rad_per_ppm
 
     b0_t = float(rng.choice(B0_CHOICES_T))
@@ -110,5 +114,9 @@ def weight_and_noise(rng, mask, m0, r2star_3t_hz, voxel_size_mm):
     weight = np.clip(magnitude / max(reference, 1e-6), MIN_WEIGHT, 1.0) * mask
     scale = rad_per_ppm(b0_t, te_s)
     sd_rad = rng.uniform(*PHASE_NOISE_RANGE_RAD)
-    noise = sd_rad * rng.standard_normal(mask.shape) / np.maximum(weight, MIN_WEIGHT) / scale
-    return weight.astype(np.float32), (noise * mask).astype(np.float32), scale
+    if clean_fraction and rng.random() < clean_fraction:
+        sd_rad = 0.0
+    sd_ppm = sd_rad / np.maximum(weight, MIN_WEIGHT) / scale * mask
+    noise = sd_ppm * rng.standard_normal(mask.shape)
+    return (weight.astype(np.float32), noise.astype(np.float32), scale,
+            sd_ppm.astype(np.float32))

@@ -65,7 +65,8 @@ def sphere_patch(rng, patch: int) -> dict:
     noise = PHASE_NOISE_RAD * rng.standard_normal(shape) / PHASE_SCALE_RAD_PER_PPM
     return {"field_ppm": (field + noise) * mask, "chi_ppm": chi * mask, "mask": mask,
             "weight": weight, "phase_scale": PHASE_SCALE_RAD_PER_PPM, "voxel_size_mm": vsz,
-            "b0_direction": b0}
+            "b0_direction": b0,
+            "noise_sd_ppm": weight * np.float32(PHASE_NOISE_RAD / PHASE_SCALE_RAD_PER_PPM)}
 
 
 def sphere_batches(seed: int, n_patches: int, patch: int, batch_size: int = 2):

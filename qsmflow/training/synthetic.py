@@ -39,6 +39,7 @@ class Batch:
     operator: DipoleOperator
     voxel_size_mm: np.ndarray  # (B, 3)
     b0_direction: np.ndarray  # (B, 3), voxel coordinates
+    noise_sd_ppm: torch.Tensor | None = None  # (B, 1, X, Y, Z) sd of the field's noise
 
 
 def random_head_models(seed: int, n_models: int) -> list[HeadModel]:

@@ -56,7 +56,7 @@ def random_orthogonal(rng, b0_bank, max_angle_deg: float = MAX_B0_ANGLE_DEG):
             return q, b / np.linalg.norm(b)
 
 
-def draw_patch(prepared: PreparedVolume, rng, patch: int) -> dict:
+def draw_patch(prepared: PreparedVolume, rng, patch: int, *, clean_fraction: float = 0.0) -> dict:
     """One patch's arrays (numpy) before it becomes part of a batch."""
     vol = prepared.volume
     if rng.random() < ANISOTROPIC_FRACTION:
@@ -86,9 +86,11 @@ def draw_patch(prepared: PreparedVolume, rng, patch: int) -> dict:
         mask = brain
     field = field + augment.residual_background_ppm(rng, mask, vsz, b0)
     field = field + augment.edge_error_ppm(rng, mask, vsz)
-    weight, noise, scale = augment.weight_and_noise(rng, mask, m0, r2s, vsz)
+    weight, noise, scale, noise_sd = augment.weight_and_noise(
+        rng, mask, m0, r2s, vsz, clean_fraction=clean_fraction)
     return {"field_ppm": (field + noise) * mask, "chi_ppm": chi * mask, "mask": mask,
-            "weight": weight, "phase_scale": scale, "voxel_size_mm": vsz, "b0_direction": b0}
+            "weight": weight, "phase_scale": scale, "voxel_size_mm": vsz, "b0_direction": b0,
+            "noise_sd_ppm": noise_sd}
 
 
 def collate(patches) -> Batch:
@@ -99,11 +101,15 @@ def collate(patches) -> Batch:
     to_t = lambda key: torch.from_numpy(np.stack(  # noqa: E731
         [np.asarray(p[key], np.float32) for p in patches]))[:, None]
     scale = torch.tensor([p["phase_scale"] for p in patches], dtype=torch.float32)
+    noise_sd = to_t("noise_sd_ppm") if "noise_sd_ppm" in patches[0] else None
     return Batch(to_t("field_ppm"), to_t("chi_ppm"), to_t("mask"), to_t("weight"),
-                 scale.view(-1, 1, 1, 1, 1), DipoleOperator(shape, vszs, bdirs), vszs, bdirs)
+                 scale.view(-1, 1, 1, 1, 1), DipoleOperator(shape, vszs, bdirs), vszs, bdirs,
+                 noise_sd)
 
 
-def sample_batch_v2(prepared, rng, *, batch_size: int = 2, patch: int = 48) -> Batch:
+def sample_batch_v2(prepared, rng, *, batch_size: int = 2, patch: int = 48,
+                    clean_fraction: float = 0.0) -> Batch:
     """A batch of v2 patches from random bank volumes (see module docstring)."""
-    return collate([draw_patch(prepared[int(rng.integers(len(prepared)))], rng, patch)
+    return collate([draw_patch(prepared[int(rng.integers(len(prepared)))], rng, patch,
+                               clean_fraction=clean_fraction)
                     for _ in range(batch_size)])

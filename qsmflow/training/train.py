@@ -29,6 +29,7 @@ from qsmflow.algorithms.metrics import nrmse_percent
 from qsmflow.dl.nsidl import CHI_SCALE_PPM, NSIDL, NSIDLConfig
 from qsmflow.files import atomic_write, atomic_write_text, sha256_file
 
+from .augment import CLEAN_FRACTION
 from .synthetic import random_head_models, sample_batch
 from .v2data import V2Data
 
@@ -52,7 +53,8 @@ def validate(model, batches, prefix: str = "") -> dict:
     nsidl, tkd = [], []
     with torch.no_grad():
         for b in batches:
-            chi = model(b.operator, b.field_ppm, b.mask, b.weight, b.phase_scale)
+            chi = model(b.operator, b.field_ppm, b.mask, b.weight, b.phase_scale,
+                        noise_sd_ppm=b.noise_sd_ppm)
             nsidl.append(batch_nrmse_percent(chi, b))
             tkd.append(batch_nrmse_percent(b.operator.tkd(b.field_ppm) * b.mask, b))
     model.train()
@@ -74,7 +76,7 @@ def train(args) -> Path:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = NSIDLConfig(n_iterations=args.iterations, width=args.width,
-                         shared_prox=not args.per_iteration)
+                         shared_prox=not args.per_iteration, noise_input=args.noise_input)
     model = NSIDL(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     rng = np.random.default_rng(args.seed + TRAIN_SEED_OFFSET)
@@ -97,7 +99,8 @@ def train(args) -> Path:
     if args.data == "v2":
         print(f"loading the bank {args.bank}...", flush=True)
         data = V2Data(args.bank, seed=args.seed + VALIDATION_SEED_OFFSET,
-                      n_validation=args.n_validation, patch=args.patch)
+                      n_validation=args.n_validation, patch=args.patch,
+                      clean_fraction=CLEAN_FRACTION if args.noise_input else 0.0)
         draw = lambda: data.sample(rng, batch_size=args.batch_size, patch=args.patch)  # noqa: E731
         validation = data.validation
         log.setdefault("bank", data.describe())
@@ -121,7 +124,7 @@ def train(args) -> Path:
             group["lr"] = lr
         batch = draw()
         history = model(batch.operator, batch.field_ppm, batch.mask, batch.weight,
-                        batch.phase_scale, return_all=True)
+                        batch.phase_scale, return_all=True, noise_sd_ppm=batch.noise_sd_ppm)
         # Deep supervision: the last iterate counts fully, earlier ones a little.
         loss = masked_l1(history[-1], batch.chi_ppm, batch.mask) + 0.3 * sum(
             masked_l1(h, batch.chi_ppm, batch.mask) for h in history[:-1]) / len(history)
@@ -175,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=12, help="U-Net base width")
     p.add_argument("--per-iteration", action="store_true",
                    help="one proximal U-Net per iteration (v2) instead of one shared (v1)")
+    p.add_argument("--noise-input", action="store_true",
+                   help="the proximal networks also see the field's noise sd (v3); "
+                        f"{int(CLEAN_FRACTION * 100)} %% of the v2 patches are then noise-free")
     p.add_argument("--data", choices=("v1", "v2"), default="v1",
                    help="v1: MNI head models; v2: the fine-grid bank (--bank)")
     p.add_argument("--bank", default=None,

@@ -28,8 +28,10 @@ def split_volumes(volumes) -> tuple[list, list]:
 
 
 class V2Data:
-    def __init__(self, bank_dir: Path, *, seed: int, n_validation: int, patch: int):
+    def __init__(self, bank_dir: Path, *, seed: int, n_validation: int, patch: int,
+                 clean_fraction: float = 0.0):
         self.bank_dir = Path(bank_dir)
+        self.clean_fraction = clean_fraction
         volumes = load_bank(self.bank_dir)
         train, val = split_volumes(volumes)
         self.train_sources = [v.source for v in train]
@@ -37,7 +39,8 @@ class V2Data:
         self.prepared = prepare(train)
         val_prepared = prepare(val)
         rng = np.random.default_rng(seed)
-        patches = [draw_patch(val_prepared[i % len(val_prepared)], rng, patch)
+        patches = [draw_patch(val_prepared[i % len(val_prepared)], rng, patch,
+                              clean_fraction=clean_fraction)
                    for i in range(n_validation)] if val_prepared else []
         self.validation = {
             HELDOUT: sphere_batches(seed + 1, n_validation, patch),
@@ -46,7 +49,8 @@ class V2Data:
             del self.validation[IN_DISTRIBUTION]
 
     def sample(self, rng, *, batch_size: int, patch: int):
-        return sample_batch_v2(self.prepared, rng, batch_size=batch_size, patch=patch)
+        return sample_batch_v2(self.prepared, rng, batch_size=batch_size, patch=patch,
+                               clean_fraction=self.clean_fraction)
 
     def describe(self) -> dict:
         manifest = json.loads((self.bank_dir / "manifest.json").read_text())

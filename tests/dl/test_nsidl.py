@@ -134,3 +134,28 @@ def test_data_consistency_steps_lower_the_nonlinear_data_term_every_step():
     assert torch.equal(model(operator, field, mask, mask, s, dc_steps=0), base)
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_a_noise_conditioned_model_sees_the_noise_sd_and_others_ignore_it(rng):
+    """noise_input adds the noise sd as a third input channel of every proximal network."""
+    shape = (24, 20, 16)
+    operator = DipoleOperator(shape, (1.0, 1.0, 1.0), (0.0, 0.0, 1.0)).double()
+    field = torch.from_numpy(rng.normal(scale=0.01, size=(1, 1, *shape)))
+    mask = torch.ones_like(field)
+    sd = torch.full_like(field, 0.003)
+    torch.manual_seed(0)
+    model = NSIDL(NSIDLConfig(n_iterations=2, width=4, noise_input=True)).double().eval()
+    assert model.prox.enc0[0].in_channels == 3
+    for p in model.prox.out.parameters():  # leave the identity start: the output depends
+        torch.nn.init.normal_(p, std=0.1)  # on the inputs only then
+    with torch.no_grad():
+        clean = model(operator, field, mask, mask, 10.0)
+        assert torch.equal(clean, model(operator, field, mask, mask, 10.0,
+                                        noise_sd_ppm=torch.zeros_like(field)))
+        assert not torch.allclose(clean, model(operator, field, mask, mask, 10.0,
+                                               noise_sd_ppm=sd))
+    plain = NSIDL(NSIDLConfig(n_iterations=2, width=4)).double().eval()
+    assert plain.prox.enc0[0].in_channels == 2
+    with torch.no_grad():
+        assert torch.equal(plain(operator, field, mask, mask, 10.0),
+                           plain(operator, field, mask, mask, 10.0, noise_sd_ppm=sd))

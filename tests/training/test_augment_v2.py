@@ -92,7 +92,7 @@ def test_weight_is_in_range_and_noise_follows_it(rng):
     mask = _ball((30, 30, 30), (15, 15, 15), 12)
     m0 = np.where(np.indices(mask.shape)[0] < 10, 0.2, 1.0).astype(np.float32)  # dark minority
     r2s = np.full(mask.shape, 20.0, np.float32)
-    weight, noise, scale = augment.weight_and_noise(rng, mask, m0, r2s, (1.0, 1.0, 1.0))
+    weight, noise, scale, _ = augment.weight_and_noise(rng, mask, m0, r2s, (1.0, 1.0, 1.0))
     assert np.all(weight[~mask] == 0) and np.all(noise[~mask] == 0)
     assert weight[mask].min() >= augment.MIN_WEIGHT and weight[mask].max() <= 1.0
     assert 2.0 < scale < 80.0  # 2 pi gamma B0 TE 1e-6 for 1.5-7 T and 8-25 ms
@@ -102,6 +102,19 @@ def test_weight_is_in_range_and_noise_follows_it(rng):
     normalised = noise * np.maximum(weight, augment.MIN_WEIGHT)
     assert normalised[dark].std() == pytest.approx(normalised[bright].std(), rel=0.1)
     assert noise[dark].std() > 1.5 * noise[bright].std()
+
+
+def test_the_noise_sd_map_is_the_sd_of_the_noise_and_clean_draws_are_noise_free(rng):
+    mask = _ball((30, 30, 30), (15, 15, 15), 12)
+    m0 = np.where(np.indices(mask.shape)[0] < 10, 0.2, 1.0).astype(np.float32)
+    r2s = np.full(mask.shape, 20.0, np.float32)
+    for _ in range(3):
+        _, noise, _, sd = augment.weight_and_noise(rng, mask, m0, r2s, (1.0, 1.0, 1.0))
+        assert np.all(sd[~mask] == 0) and sd[mask].min() > 0
+        assert (noise[mask] / sd[mask]).std() == pytest.approx(1.0, rel=0.03)
+    clean = [augment.weight_and_noise(rng, mask, m0, r2s, (1.0, 1.0, 1.0),
+                                      clean_fraction=1.0) for _ in range(2)]
+    assert all(np.all(n == 0) and np.all(s == 0) for _, n, _, s in clean)
 
 
 def test_signal_dropout_darkens_the_edge_not_the_core(rng):
