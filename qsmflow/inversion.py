@@ -48,6 +48,7 @@ def invert_local_field(
     b0_t: float,
     te_s: float,
     weight: np.ndarray | None = None,
+    noise_sd_ppm: np.ndarray | None = None,
     weights_path=None,
     device: str = "cpu",
     n_threads: int | None = None,
@@ -57,7 +58,8 @@ def invert_local_field(
     ``te_s`` is the effective echo time at which the nonlinear methods (NSIDL, NDI)
     model the phase ``s * field``, with ``s = 2 pi gamma B0 te``. The data weight
     ``weight`` is used by NSIDL, NDI and TV (TKD, CFL2 and RTS have unweighted data
-    terms). ``weights_path``, ``device`` and ``n_threads`` concern NSIDL only.
+    terms). ``noise_sd_ppm`` (the field's noise sd per voxel), ``weights_path``, ``device``
+    and ``n_threads`` concern NSIDL only (noise: weights trained with it).
     """
     if method not in INVERSION_METHODS:
         raise ValueError(f"unknown inversion {method!r}; choose one of {INVERSION_METHODS}")
@@ -83,5 +85,6 @@ def invert_local_field(
 
     chi_ppm, digest, iterations = nsidl_invert(
         field, mask, voxel_size_mm, b0_direction, phase_scale_rad_per_ppm=scale,
-        weight=weight, weights_path=weights_path, device=device, n_threads=n_threads)
+        weight=weight, noise_sd_ppm=noise_sd_ppm, weights_path=weights_path, device=device,
+        n_threads=n_threads)
     return InversionResult(chi_ppm, method, digest, iterations=iterations)

@@ -58,6 +58,9 @@ class EchoFit:
     reference_dte_s : float
         Time over which ``wrapped_phase_rad`` accrues: the shortest echo spacing (the
         first echo time for a single echo).
+    noise_is_absolute : bool
+        True when ``noise_std_hz`` is in Hz (three or more echoes with a residual); False
+        when it is only relative (one or two echoes, or noise-free data).
     """
 
     wrapped_phase_rad: np.ndarray
@@ -65,6 +68,7 @@ class EchoFit:
     phase_at_te1_rad: np.ndarray
     noise_std_hz: np.ndarray
     reference_dte_s: float
+    noise_is_absolute: bool = False
 
 
 def wrap_to_pi(phase_rad):
@@ -210,8 +214,10 @@ def fit_echo_phase(magnitude: np.ndarray, phase_rad: np.ndarray, te_s, mask: np.
     # rss / sigma^2 follows chi-square with n_echoes - 2 degrees of freedom, so its median
     # is divided by that distribution's median (not by the dof, which biases it low).
     dof = n_echoes - 2
+    absolute = False
     if dof > 0 and rss.size:
         sigma_sq = float(np.median(rss)) / float(stats.chi2.median(dof))
+        absolute = sigma_sq > 0
     else:
         sigma_sq = 1.0
     if not sigma_sq > 0:
@@ -224,6 +230,7 @@ def fit_echo_phase(magnitude: np.ndarray, phase_rad: np.ndarray, te_s, mask: np.
         phase_at_te1_rad=scatter(wrap_to_pi(p0)),
         noise_std_hz=scatter(std_hz),
         reference_dte_s=reference_dte,
+        noise_is_absolute=absolute,
     )
 
 

@@ -112,6 +112,7 @@ class _CombineEchoesOutputSpec(TraitedSpec):
     wrapped_phase_rad = File(exists=True, desc="offset-free phase over reference_dte_s")
     reference_dte_s = traits.Float()
     noise_std_hz = File(exists=True)
+    noise_is_absolute = traits.Bool(desc="noise_std_hz in Hz (else relative)")
     weight = File(exists=True, desc="data weight W in [0, 1]")
     n_echoes = traits.Int(desc="echoes combined")
 
@@ -132,6 +133,7 @@ class CombineEchoes(SimpleInterface):
         self._results["reference_dte_s"] = fit.reference_dte_s
         self._results["noise_std_hz"] = save_like(fit.noise_std_hz, affine,
                                                   work_image_path("noise_std_hz"))
+        self._results["noise_is_absolute"] = fit.noise_is_absolute
         self._results["weight"] = save_like(data_weight_from_noise(fit.noise_std_hz, mask),
                                             affine, work_image_path("weight"))
         self._results["n_echoes"] = len(self.inputs.echo_times_s)

@@ -24,6 +24,9 @@ class _InversionInputSpec(BaseInterfaceInputSpec):
     local_field_hz = File(exists=True, mandatory=True)
     mask = File(exists=True, mandatory=True)
     weight = File(exists=True, desc="data weight W in [0, 1]")
+    noise_std_hz = File(exists=True, desc="the field's noise sd (echo fit)")
+    noise_is_absolute = traits.Bool(False, usedefault=True,
+                                    desc="noise_std_hz is in Hz; a relative map is not used")
     b0_t = traits.Float(mandatory=True)
     echo_times_s = traits.List(traits.Float, mandatory=True)
     method = traits.Enum(*INVERSION_METHODS, usedefault=True)
@@ -58,10 +61,14 @@ class DipoleInversion(SimpleInterface):
         b0_dir = b0_direction_from_affine(affine)
         te_eff = float(np.mean(self.inputs.echo_times_s))
         field_ppm = field_hz / hz_per_ppm(self.inputs.b0_t)
+        noise_sd_ppm = None  # a noise-conditioned NSIDL then assumes noise-free data
+        if isdefined(self.inputs.noise_std_hz) and self.inputs.noise_is_absolute:
+            noise_sd_ppm = load_data(self.inputs.noise_std_hz)[0] / hz_per_ppm(self.inputs.b0_t)
         with fft_threads(self.inputs.n_threads):
             result = invert_local_field(
                 field_ppm, mask, voxel_size_from_affine(affine), b0_dir,
                 method=self.inputs.method, b0_t=self.inputs.b0_t, te_s=te_eff, weight=weight,
+                noise_sd_ppm=noise_sd_ppm,
                 weights_path=self.inputs.weights_path if isdefined(self.inputs.weights_path)
                 else None, device=self.inputs.device, n_threads=self.inputs.n_threads)
         self._results["chi_ppm"] = save_like(result.chi_ppm, affine, work_image_path("chi_ppm"))

@@ -84,6 +84,9 @@ def test_fit_with_noise_is_unbiased_and_reports_noise(rng):
     assert np.median(noise[:10]) == pytest.approx(4 * np.median(noise[20:]), rel=0.05)
     # The global noise level is right too, not only the contrast.
     assert np.median(noise[20:]) == pytest.approx(0.285, rel=0.1)
+    assert fit.noise_is_absolute  # four echoes: the map is in Hz
+    two = fit_echo_phase(mag[..., :2], phase[..., :2], te_s[:2], np.ones(shape, bool))
+    assert not two.noise_is_absolute  # two echoes: no residual, a relative map only
     weight = data_weight_from_noise(noise, np.ones(shape, bool))
     assert 0 <= weight.min() and weight.max() <= 1
     assert np.median(weight[20:]) == pytest.approx(1.0)
