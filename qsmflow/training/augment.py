@@ -26,8 +26,9 @@ MIN_WEIGHT = 0.2
 B0_CHOICES_T = (1.5, 3.0, 3.0, 7.0)
 TE_RANGE_S = (0.008, 0.025)
 PHASE_NOISE_RANGE_RAD = (0.003, 0.03)
-# With a noise-conditioned network (--noise-input), this share of patches is noise-free:
-# the clean end of the range, where the network should regularise least.
+# With a noise-conditioned network (--noise-input), this share of patches is clean: the
+# true mask, no residual background, edge error or noise (noise sd 0). The network can
+# then tell perfect data (an inversion from a true local field) from the pipeline's.
 CLEAN_FRACTION = 0.25
 # Signal loss near air and bone (through-voxel dephasing by background gradients): smooth
 # dark regions, strongest at the mask edge, fading over a few mm inwards.
@@ -99,11 +100,11 @@ def signal_dropout(rng, mask, voxel_size_mm) -> np.ndarray:
     return 1.0 - rng.uniform(*DROPOUT_DEPTH) * blobs * fade
 
 
-def weight_and_noise(rng, mask, m0, r2star_3t_hz, voxel_size_mm, *, clean_fraction=0.0):
+def weight_and_noise(rng, mask, m0, r2star_3t_hz, voxel_size_mm, *, noise_free=False):
     """W in [MIN_WEIGHT, 1] inside the mask (0 outside) from the magnitude at a random B0
     and TE (with signal dropout near the edge), the field noise (ppm) that follows it, the
-    phase scale ``s`` (rad/ppm) and the noise's sd per voxel (ppm). A ``clean_fraction``
-    of the draws is noise-free (no random number is drawn for it when 0: v2's stream)."""
+    phase scale ``s`` (rad/ppm) and the noise's sd per voxel (ppm); ``noise_free`` gives
+    zero noise (the same random numbers are drawn either way)."""
     from qsmflow.constants import rad_per_ppm
 
     b0_t = float(rng.choice(B0_CHOICES_T))
@@ -113,8 +114,8 @@ def weight_and_noise(rng, mask, m0, r2star_3t_hz, voxel_size_mm, *, clean_fracti
     reference = np.median(magnitude[mask]) if mask.any() else 1.0
     weight = np.clip(magnitude / max(reference, 1e-6), MIN_WEIGHT, 1.0) * mask
     scale = rad_per_ppm(b0_t, te_s)
-    sd_rad = rng.uniform(*PHASE_NOISE_RANGE_RAD)
-    if clean_fraction and rng.random() < clean_fraction:
+    sd_rad = rng.uniform(*PHASE_NOISE_RANGE_RAD)  # drawn either way: one random stream
+    if noise_free:
         sd_rad = 0.0
     sd_ppm = sd_rad / np.maximum(weight, MIN_WEIGHT) / scale * mask
     noise = sd_ppm * rng.standard_normal(mask.shape)

@@ -80,14 +80,18 @@ def draw_patch(prepared: PreparedVolume, rng, patch: int, *, clean_fraction: flo
     if rng.random() < SOURCE_FRACTION:
         chi_src, field_src = patch_sources(rng, brain, vsz, b0)
         chi, field = chi + chi_src * brain, field + field_src
-    mask = augment.change_mask(brain, vsz, rng.uniform(-augment.MASK_CHANGE_MM,
-                                                       augment.MASK_CHANGE_MM))
+    # A clean patch (noise-conditioned runs only) is the field as it is: the true mask, no
+    # residual background, edge error or noise, and a noise sd of zero that says so.
+    clean = bool(clean_fraction) and rng.random() < clean_fraction
+    mask = brain if clean else augment.change_mask(
+        brain, vsz, rng.uniform(-augment.MASK_CHANGE_MM, augment.MASK_CHANGE_MM))
     if not mask.any():
         mask = brain
-    field = field + augment.residual_background_ppm(rng, mask, vsz, b0)
-    field = field + augment.edge_error_ppm(rng, mask, vsz)
-    weight, noise, scale, noise_sd = augment.weight_and_noise(
-        rng, mask, m0, r2s, vsz, clean_fraction=clean_fraction)
+    if not clean:
+        field = field + augment.residual_background_ppm(rng, mask, vsz, b0)
+        field = field + augment.edge_error_ppm(rng, mask, vsz)
+    weight, noise, scale, noise_sd = augment.weight_and_noise(rng, mask, m0, r2s, vsz,
+                                                              noise_free=clean)
     return {"field_ppm": (field + noise) * mask, "chi_ppm": chi * mask, "mask": mask,
             "weight": weight, "phase_scale": scale, "voxel_size_mm": vsz, "b0_direction": b0,
             "noise_sd_ppm": noise_sd}

@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one proximal U-Net per iteration (v2) instead of one shared (v1)")
     p.add_argument("--noise-input", action="store_true",
                    help="the proximal networks also see the field's noise sd (v3); "
-                        f"{int(CLEAN_FRACTION * 100)} %% of the v2 patches are then noise-free")
+                        f"{int(CLEAN_FRACTION * 100)} %% of the v2 patches are then clean (true "
+                        "mask; no residual background, edge error or noise)")
     p.add_argument("--data", choices=("v1", "v2"), default="v1",
                    help="v1: MNI head models; v2: the fine-grid bank (--bank)")
     p.add_argument("--bank", default=None,

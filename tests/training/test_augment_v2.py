@@ -112,8 +112,8 @@ def test_the_noise_sd_map_is_the_sd_of_the_noise_and_clean_draws_are_noise_free(
         _, noise, _, sd = augment.weight_and_noise(rng, mask, m0, r2s, (1.0, 1.0, 1.0))
         assert np.all(sd[~mask] == 0) and sd[mask].min() > 0
         assert (noise[mask] / sd[mask]).std() == pytest.approx(1.0, rel=0.03)
-    clean = [augment.weight_and_noise(rng, mask, m0, r2s, (1.0, 1.0, 1.0),
-                                      clean_fraction=1.0) for _ in range(2)]
+    clean = [augment.weight_and_noise(rng, mask, m0, r2s, (1.0, 1.0, 1.0), noise_free=True)
+             for _ in range(2)]
     assert all(np.all(n == 0) and np.all(s == 0) for _, n, _, s in clean)
 
 
@@ -171,3 +171,24 @@ def test_a_bank_folder_refuses_another_tissue_profile(tmp_path):
     with pytest.raises(ValueError, match="profile 1"):
         build_bank(bank, heads_dir=tmp_path, subjects=["41"], draws_per_subject=1, n_mni=0,
                    seed=0, cache_dir=tmp_path, profile="2")
+
+
+def test_a_clean_patch_is_the_sampled_field_in_the_true_mask_with_noise_sd_zero():
+    from qsmflow.training.bank import BankVolume
+    from qsmflow.training.synthetic_v2 import draw_patch, prepare
+
+    shape = (40, 40, 40)
+    brain = _ball(shape, (20, 20, 20), 15)
+    smooth = ndimage.gaussian_filter(np.random.default_rng(1).standard_normal(shape), 3)
+    volume = BankVolume((0.05 * smooth * brain).astype(np.float32),
+                        (0.01 * smooth).astype(np.float32), brain,
+                        np.full(shape, 0.8, np.float32), np.full(shape, 20.0, np.float32),
+                        np.array([0.0, 0.0, 1.0]), 1.0, "toy")
+    prepared = prepare([volume])[0]
+    clean = draw_patch(prepared, np.random.default_rng(3), 24, clean_fraction=1.0)
+    assert np.all(clean["noise_sd_ppm"] == 0)
+    # the same draw without the augmentations: the field differs only by them
+    again = draw_patch(prepared, np.random.default_rng(3), 24, clean_fraction=1.0)
+    assert np.array_equal(clean["field_ppm"], again["field_ppm"])
+    corrupted = draw_patch(prepared, np.random.default_rng(3), 24, clean_fraction=0.0)
+    assert corrupted["noise_sd_ppm"].max() > 0
