@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from qsmflow.algorithms.brain_extraction import DEFAULT_MASK_METHOD
+from qsmflow.analysis.roi import ROI_ERODE_MM
 from qsmflow.bids.errors import QSMUsageError
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "PBS", "PBSGraph", "SGE")
@@ -54,7 +55,7 @@ class Config:
     atlas_labels: Path | None = None
     atlas_template: Path | None = None
     chi_reference: str = "whole_brain"
-    roi_erode_vox: int = 0
+    roi_erode_mm: float = ROI_ERODE_MM
     output_spaces: tuple[str, ...] = ()  # template spaces chi is also resampled into
     group_by: str | None = None
     group_model: str | None = None
@@ -256,6 +257,8 @@ def build_config(args) -> Config:
         raise QSMUsageError("--lbv-peel-mm applies to --bgremove lbv only.")
     if args.lbv_peel_mm < 0:
         raise QSMUsageError("--lbv-peel-mm must not be negative.")
+    if args.roi_erode_mm < 0:
+        raise QSMUsageError("--roi-erode-mm must be 0 or more (0: no erosion).")
     if args.vsharp_radii_mm and min(args.vsharp_radii_mm) <= 0:
         raise QSMUsageError("--vsharp-radii-mm must all be positive.")
     group_options = [name for name in ("group_by", "group_model", "paired_by", "laterality",
@@ -292,7 +295,7 @@ def build_config(args) -> Config:
         atlas=Path(args.atlas).resolve() if args.atlas else None,
         atlas_labels=Path(args.atlas_labels).resolve() if args.atlas_labels else None,
         atlas_template=Path(args.atlas_template).resolve() if args.atlas_template else None,
-        chi_reference=args.chi_reference, roi_erode_vox=args.roi_erode_vox,
+        chi_reference=args.chi_reference, roi_erode_mm=args.roi_erode_mm,
         output_spaces=output_spaces,
         group_by=args.group_by, group_model=getattr(args, "group_model", None),
         paired_by=getattr(args, "paired_by", None),

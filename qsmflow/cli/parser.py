@@ -6,6 +6,7 @@ import argparse
 
 from qsmflow import __version__
 from qsmflow.algorithms.brain_extraction import DEFAULT_MASK_METHOD, MASK_METHODS
+from qsmflow.analysis.roi import ROI_ERODE_MM
 
 from .config import PLUGINS
 
@@ -112,8 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "and a desc-deepgm_dseg.tsv (index, name[, roi, hemisphere])")
     roi.add_argument("--chi-reference", choices=CHI_REFERENCES, default="whole_brain",
                      help="susceptibility reference of the ROI tables (default: whole_brain)")
-    roi.add_argument("--roi-erode-vox", type=int, default=0,
-                     help="erode each ROI by this many voxels (partial volume)")
+    roi.add_argument("--roi-erode-mm", type=float, default=ROI_ERODE_MM, metavar="MM",
+                     help="erode each ROI by a ball of this radius before its statistics, "
+                     "against partial volume with the neighbouring tissue at a registered "
+                     f"label's edge (default: {ROI_ERODE_MM:g} mm, which erodes nothing on a "
+                     "grid of 2 mm voxels; 0: no erosion). A region that erosion empties has "
+                     "n_voxels 0 and no statistics")
     roi.add_argument("--output-spaces", nargs="+", metavar="SPACE:res-N",
                      help="also resample chi into these template spaces, through the default "
                      f"atlas's registration (valid: {', '.join(OUTPUT_SPACES)}; default: "

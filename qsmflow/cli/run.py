@@ -170,7 +170,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
         workflow = init_qsmflow_wf(
             runs, work_dir=str(config.work_dir), out_dir=str(config.output_dir),
             run_labels=run_labels, atlas=atlas, chi_reference=config.chi_reference,
-            roi_erode_vox=config.roi_erode_vox, output_spaces=config.output_spaces,
+            roi_erode_mm=config.roi_erode_mm, output_spaces=config.output_spaces,
             registration_nthreads=registration_nthreads(config, len(runs)),
             provenance={"QsmflowProvenance": str(record_path.relative_to(config.output_dir))},
             qsm_options=dict(

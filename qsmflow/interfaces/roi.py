@@ -39,7 +39,7 @@ class _ROIStatsInputSpec(BaseInterfaceInputSpec):
     entities = traits.Dict(mandatory=True)
     chi_reference = traits.Enum(*CHI_REFERENCES, usedefault=True)
     atlas = traits.Str("", usedefault=True)
-    erode_vox = traits.Int(0, usedefault=True)
+    erode_mm = traits.Float(0.0, usedefault=True, desc="erosion of each region in mm")
     csf_mask = File(exists=True, desc="lateral-ventricle mask (CSF reference)")
     wm_mask = File(exists=True, desc="white-matter reference mask")
     registration_similarity = traits.Float(desc="of the atlas registration, for the QC")
@@ -60,10 +60,11 @@ class ROIStats(SimpleInterface):
         csf, wm = (load_mask(path) if isdefined(path) else None
                    for path in (self.inputs.csf_mask, self.inputs.wm_mask))
         similarity = self.inputs.registration_similarity
+        voxel_size = voxel_size_from_affine(affine)
         table = roi_table(chi, labels, read_region_labels(self.inputs.labels_tsv), mask,
-                          float(np.prod(voxel_size_from_affine(affine))),
+                          float(np.prod(voxel_size)), voxel_size_mm=voxel_size,
                           entities=self.inputs.entities, chi_reference=self.inputs.chi_reference,
-                          atlas=self.inputs.atlas, erode_vox=self.inputs.erode_vox,
+                          atlas=self.inputs.atlas, erode_mm=self.inputs.erode_mm,
                           csf_mask=csf, wm_mask=wm, registration_similarity=similarity
                           if isdefined(similarity) else np.nan)
         path = output_path("roi_table.csv")

@@ -161,7 +161,7 @@ def _parameters(sidecar: dict, config: Mapping, details: Mapping[str, str],
         rows.append(("ROI atlas", first.get("atlas", "")))
         rows.append(("chi reference", f"{first.get('chi_reference', '')} "
                      f"({first.get('chi_reference_ppm', float('nan')):.4f} ppm subtracted)"))
-        rows.append(("ROI erosion", f"{int(first.get('roi_erosion_vox', 0))} voxel(s)"))
+        rows.append(("ROI erosion", f"{float(first.get('roi_erosion_mm', 0.0)):g} mm"))
     return rows
 
 
@@ -242,7 +242,7 @@ def _run_context(out_dir: Path, info: RunInfo, *, config: Mapping, timings: Mapp
             text += roi_methods(atlas=str(first.get("atlas", "")),
                                 registered=not config.get("roi_labels_dir"),
                                 chi_reference=str(first.get("chi_reference", "")),
-                                roi_erode_vox=int(first.get("roi_erosion_vox", 0)))
+                                roi_erode_mm=float(first.get("roi_erosion_mm", 0.0)))
         methods.append((info.label, text.strip(), sidecar.get("QsmflowProvenance")))
     return run
 

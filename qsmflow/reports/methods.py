@@ -131,7 +131,7 @@ def nsidl_weights_methods(weights_sha256: str) -> str:
 
 
 def roi_methods(*, atlas: str, registered: bool, chi_reference: str,
-                roi_erode_vox: int = 0) -> str:
+                roi_erode_mm: float = 0.0) -> str:
     """The methods paragraph of the deep gray matter ROI table."""
     if registered and atlas.startswith("AAL3"):
         text = ("Deep gray matter regions of the AAL3 atlas [Rolls 2020] and the dentate "
@@ -154,7 +154,7 @@ def roi_methods(*, atlas: str, registered: bool, chi_reference: str,
                  "csf": "the median susceptibility of the lateral ventricles",
                  "none": "no reference (values as inverted)"}.get(chi_reference, chi_reference)
     text += (f"Susceptibility statistics per region were computed relative to {reference}"
-             + (f", after eroding each region by {roi_erode_vox} voxel(s)" if roi_erode_vox
+             + (f", after eroding each region by {roi_erode_mm:g} mm" if roi_erode_mm
                 else "") + ". ")
     return text
 

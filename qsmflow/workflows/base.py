@@ -8,6 +8,7 @@ from nipype.pipeline import engine as pe
 
 from qsmflow import __version__
 from qsmflow.algorithms.bgremove import describe_background_removal
+from qsmflow.analysis.roi import ROI_ERODE_MM
 from qsmflow.atlases import OUTPUT_SPACES, TEMPLATE_REFERENCE_URI, TEMPLATE_RESOLUTIONS, Atlas
 from qsmflow.bids.discovery import GRERun
 from qsmflow.interfaces.atlas import RegisterAtlas, RegistrationFigure
@@ -52,7 +53,7 @@ def init_single_run_wf(
     atlas: Atlas | None = None,
     labels: RunLabels | None = None,
     chi_reference: str = "whole_brain",
-    roi_erode_vox: int = 0,
+    roi_erode_mm: float = ROI_ERODE_MM,
     output_spaces: tuple[str, ...] = (),
     provenance: dict | None = None,
     registration_nthreads: int | None = None,
@@ -108,7 +109,7 @@ def init_single_run_wf(
         return workflow
 
     roi = pe.Node(ROIStats(entities=run.entities, chi_reference=chi_reference,
-                           erode_vox=roi_erode_vox), name="roi")
+                           erode_mm=roi_erode_mm), name="roi")
     workflow.connect([(qsm_wf, roi, [("outputnode.chi_ppm", "chi_ppm"),
                                      ("outputnode.eroded_mask", "mask")]),
                       (roi, ds_wf, [("table", "inputnode.roi_table")])])

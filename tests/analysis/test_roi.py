@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from qsmflow.analysis.roi import ROI_COLUMNS, RegionLabel, roi_table
+from qsmflow.analysis.roi import ROI_COLUMNS, RegionLabel, eroded_region, roi_table
 
 REGIONS = [RegionLabel(1, "caudate", "left"), RegionLabel(2, "putamen", "left"),
            RegionLabel(3, "red_nucleus", "left")]
@@ -52,8 +53,38 @@ def test_erosion_trims_partial_volume():
     chi = np.where(labels == 1, 0.1, 0.0)
     mask = np.ones(chi.shape, bool)
     table = roi_table(chi, labels, REGIONS[:1], mask, 1.0, entities={"subject": "01"},
-                      chi_reference="none", erode_vox=1)
-    assert table.n_voxels[0] == 8**3 and table.roi_erosion_vox[0] == 1
+                      chi_reference="none", erode_mm=1.0)
+    assert table.n_voxels[0] == 8**3 and table.roi_erosion_mm[0] == 1.0
+
+
+@pytest.mark.parametrize(("erode_mm", "voxel_size_mm", "side"), [
+    (0.0, (1.0, 1.0, 1.0), 10),  # no erosion
+    (1.0, (1.0, 1.0, 1.0), 8),  # the outer layer
+    (2.5, (1.0, 1.0, 1.0), 6),  # depths 1 and 2 mm go, 3 mm stays
+    (1.0, (2.0, 2.0, 2.0), 10),  # a 1 mm ball is smaller than a 2 mm voxel
+    (2.0, (2.0, 2.0, 2.0), 8),
+    (1.0, (0.99999998, 1.00000001, 1.0), 8),  # an oblique affine's rounding
+])
+def test_erosion_is_a_ball_in_mm(erode_mm, voxel_size_mm, side):
+    region = np.zeros((14, 14, 14), bool)
+    region[2:12, 2:12, 2:12] = True
+    eroded = eroded_region(region, erode_mm, voxel_size_mm)
+    assert eroded.sum() == side**3 and eroded[7, 7, 7]
+    # the same as scipy's erosion by the ball of that radius
+    ball = (np.indices((7, 7, 7)) - 3) * np.round(voxel_size_mm, 3)[:, None, None, None]
+    reference = ndimage.binary_erosion(region, (ball**2).sum(0) <= erode_mm**2 + 1e-9)
+    np.testing.assert_array_equal(eroded, reference)
+
+
+def test_anisotropic_erosion_and_empty_region():
+    region = np.zeros((14, 14, 14), bool)
+    region[2:12, 2:12, 2:12] = True
+    # 1 mm in x, 3 mm in z: a 2 mm ball takes two layers in x and none in z
+    eroded = eroded_region(region, 2.0, (1.0, 1.0, 3.0))
+    assert eroded[4:10, 4:10, 2:12].all() and eroded.sum() == 6 * 6 * 10
+    thin = np.zeros((14, 14, 14), bool)
+    thin[2:12, 2:12, 7] = True  # one voxel thick: nothing is deeper than 1 mm
+    assert not eroded_region(thin, 1.0, (1.0, 1.0, 1.0)).any()
 
 
 def test_every_reference_region_is_recorded():
