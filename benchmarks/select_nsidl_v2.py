@@ -37,7 +37,7 @@ from common import write_result  # noqa: E402
 from qsmflow.constants import rad_per_ppm  # noqa: E402
 from qsmflow.dl.inference import mask_bounding_box  # noqa: E402
 from qsmflow.dl.nsidl import NSIDL, NSIDLConfig  # noqa: E402
-from qsmflow.dl.operators import DipoleOperator, nonlinear_data_gradient  # noqa: E402
+from qsmflow.dl.operators import DipoleOperator, data_consistency_step  # noqa: E402
 
 TUNING_SUBJECT, TUNING_POSE = "04", "-12,8,-5"
 GENERATOR = ("qsmflow.simulation.wholehead (BrainWeb subject 04; tuning split), pose "
@@ -65,8 +65,7 @@ def with_data_consistency(history, operator, field, mask, weight, s, steps, step
         done = 0
         for d in sorted(steps):
             while done < d:
-                gradient = nonlinear_data_gradient(operator, chi, phase, weight_sq, s) / (s * s)
-                chi = (chi - step_size * gradient) * mask
+                chi = data_consistency_step(operator, chi, mask, phase, weight_sq, s, step_size)
                 done += 1
             yield k, d, chi
 

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .operators import DipoleOperator, nonlinear_data_gradient
+from .operators import DipoleOperator, data_consistency_step, nonlinear_data_gradient
 from .tiling import apply_in_tiles
 
 CHI_SCALE_PPM = 0.1  # typical tissue susceptibility: network inputs are divided by it
@@ -190,8 +190,7 @@ class NSIDL(nn.Module):
                                  max_prox_voxels) * CHI_SCALE_PPM * mask
             history.append(chi)
         for _ in range(dc_steps):
-            gradient = nonlinear_data_gradient(operator, chi, phase, weight_sq, s) / (s * s)
-            chi = (chi - dc_step_size * gradient) * mask
+            chi = data_consistency_step(operator, chi, mask, phase, weight_sq, s, dc_step_size)
         if dc_steps:
             history.append(chi)
         return history if return_all else chi

@@ -96,6 +96,15 @@ def nonlinear_data_gradient(operator: DipoleOperator, chi_ppm, phase_rad, weight
     return s * operator.A_adjoint(residual)
 
 
+def data_consistency_step(operator: DipoleOperator, chi_ppm, mask, phase_rad, weight_sq,
+                          phase_scale_rad_per_ppm, step_size):
+    """One gradient step of the nonlinear data term alone, kept in the mask (NDI's step):
+    ``chi <- mask (chi - step_size grad f(chi) / s^2)``."""
+    s = phase_scale_rad_per_ppm
+    gradient = nonlinear_data_gradient(operator, chi_ppm, phase_rad, weight_sq, s) / (s * s)
+    return (chi_ppm - step_size * gradient) * mask
+
+
 def nonlinear_data_loss(operator, chi_ppm, phase_rad, weight_sq, phase_scale_rad_per_ppm):
     """``1/2 ||W (exp(i s A chi) - exp(i phi))||^2`` = ``sum W^2 (1 - cos(s A chi - phi))``."""
     s = phase_scale_rad_per_ppm
