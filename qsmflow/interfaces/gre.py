@@ -196,6 +196,13 @@ class _RemoveBackgroundInputSpec(BaseInterfaceInputSpec):
     lbv_peel_mm = traits.Float(0.0, usedefault=True, desc="LBV: layers peeled off first")
     refine = traits.Bool(True, usedefault=True,
                          desc="correct with the field of a first susceptibility estimate")
+    refine_model = traits.Enum("cfl2", "nsidl", usedefault=True,
+                               desc="the refinement's first estimate: CFL2 or NSIDL")
+    b0_t = traits.Float(desc="NSIDL first estimate: field strength (T)")
+    echo_times_s = traits.List(traits.Float, desc="NSIDL first estimate: echo times (s)")
+    weight = File(exists=True, desc="NSIDL first estimate: data weight W in [0, 1]")
+    weights_path = File(exists=True, desc="NSIDL first estimate: weights (default: shipped)")
+    device = traits.Enum("cpu", "cuda", usedefault=True)
     n_threads = traits.Int(1, usedefault=True, desc="FFT threads (the node's n_procs)")
 
 
@@ -234,7 +241,9 @@ class RemoveBackground(SimpleInterface):
         with fft_threads(self.inputs.n_threads):
             if self.inputs.refine:
                 local, eroded = refine_with_dipole_model(
-                    remove, field_hz, mask, voxel_size, b0_direction_from_affine(affine))
+                    remove, field_hz, mask, voxel_size, b0_direction_from_affine(affine),
+                    first_estimate=self._nsidl_estimate(affine, voxel_size)
+                    if self.inputs.refine_model == "nsidl" else None)
             else:
                 local, eroded = remove(field_hz, mask)
         self._results["local_field_hz"] = save_like(local, affine,
@@ -245,3 +254,23 @@ class RemoveBackground(SimpleInterface):
         self._results["radii_mm"] = [float(r) for r in radii]
         self._results["refined"] = bool(self.inputs.refine)
         return runtime
+
+    def _nsidl_estimate(self, affine, voxel_size):
+        """The refinement's first estimate by the run's own NSIDL (Hz in, chi in Hz out)."""
+        from qsmflow.constants import hz_per_ppm
+        from qsmflow.inversion import invert_local_field
+
+        if not isdefined(self.inputs.b0_t) or not self.inputs.echo_times_s:
+            raise ValueError("the NSIDL first estimate needs b0_t and echo_times_s")
+        scale = hz_per_ppm(self.inputs.b0_t)
+        weight = load_data(self.inputs.weight)[0] if isdefined(self.inputs.weight) else None
+
+        def estimate(local_hz, region):
+            return scale * invert_local_field(
+                local_hz / scale, region, voxel_size, b0_direction_from_affine(affine),
+                method="nsidl", b0_t=self.inputs.b0_t,
+                te_s=float(np.mean(self.inputs.echo_times_s)), weight=weight,
+                weights_path=self.inputs.weights_path if isdefined(self.inputs.weights_path)
+                else None, device=self.inputs.device, n_threads=self.inputs.n_threads).chi_ppm
+
+        return estimate

@@ -100,9 +100,16 @@ BGREMOVE_DESCRIPTIONS = {
 }
 REFINEMENT_DESCRIPTION = (
     ", corrected by a second pass on what the field of a first susceptibility estimate "
-    "(closed-form L2 inversion of the first pass) does not explain [Liu 2018; Wen 2014]")
+    "({estimate} of the first pass) does not explain [Liu 2018; Wen 2014]")
+# The refinement's first estimate: the run's own NSIDL, else closed-form L2 (workflows.qsm).
+REFINEMENT_ESTIMATES = {"nsidl": "NSIDL", "cfl2": "closed-form L2 inversion"}
 
 _CITATION = re.compile(r"\[([^\[\]]+)\]")
+
+
+def _refinement_text(inversion: str) -> str:
+    estimate = REFINEMENT_ESTIMATES["nsidl" if inversion == "nsidl" else "cfl2"]
+    return REFINEMENT_DESCRIPTION.format(estimate=estimate)
 
 
 def qsm_methods(echo_times_s, b0_t: float, inversion: str, *, bgremove: str = "lbv",
@@ -117,7 +124,8 @@ def qsm_methods(echo_times_s, b0_t: float, inversion: str, *, bgremove: str = "l
         "offset. The map was unwrapped with the least-squares Laplacian method "
         "[Ghiglia & Romero 1994; Schofield & Zhu 2003] inside the brain mask, from which "
         "phase residues were excluded. The background field was removed with "
-        f"{BGREMOVE_DESCRIPTIONS[bgremove]}{REFINEMENT_DESCRIPTION if bgremove_refine else ''}"
+        f"{BGREMOVE_DESCRIPTIONS[bgremove]}"
+        f"{_refinement_text(inversion) if bgremove_refine else ''}"
         " and the susceptibility computed with "
         f"{METHOD_DESCRIPTIONS[inversion]}, using the B0 direction taken from the image "
         "orientation. "

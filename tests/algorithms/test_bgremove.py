@@ -159,16 +159,22 @@ def test_lbv_peel_erodes_the_mask_by_a_ball():
         lbv(np.zeros((4, 4)), mask, vsz)
 
 
-def _surface_source_problem():
-    """A ball mask with a source just inside its surface and an air sphere outside."""
-    shape, vsz, b0 = (80, 80, 80), (1.5, 1.5, 1.5), (0.0, 0.26, 0.97)
+def _surface_source_chi():
+    """chi (ppm, mean 0 in the mask) of a cortex-like cap and a nucleus, and the mask."""
+    shape, vsz = (80, 80, 80), (1.5, 1.5, 1.5)
     mask = _ball(shape, vsz, (60, 60, 60), 45)
     # A cortex-like cap: a shell segment 3 mm thick just under the surface, plus a
     # deep nucleus. The cap's field reaches the interior as a harmonic field.
     shell = _ball(shape, vsz, (60, 60, 60), 44) & ~_ball(shape, vsz, (60, 60, 60), 41)
     cap = shell & (np.indices(shape)[2] * vsz[2] > 72)
     chi = 0.05 * cap + 0.1 * _ball(shape, vsz, (54, 66, 56), 7)
-    chi = (chi - chi[mask].mean()) * mask
+    return (chi - chi[mask].mean()) * mask, mask
+
+
+def _surface_source_problem():
+    """A ball mask with a source just inside its surface and an air sphere outside."""
+    shape, vsz, b0 = (80, 80, 80), (1.5, 1.5, 1.5), (0.0, 0.26, 0.97)
+    chi, mask = _surface_source_chi()
     local_truth = forward_field_ppm(chi, vsz, b0)
     background = _sphere_field_outside(shape, vsz, (60, 60, 118), 10.0, 9.4, b0)
     return local_truth + background, local_truth, mask, vsz, b0
@@ -197,6 +203,31 @@ def test_refinement_recovers_part_of_the_field_of_a_source_at_the_surface():
 
     assert nrmse(refined) < nrmse(plain) - 0.03
     assert nrmse(refined) < 0.38
+
+
+def test_refinement_with_the_true_chi_as_first_estimate_gives_the_local_field():
+    """With an exact first estimate the model is the local field, and LBV only has to
+    remove a background that is harmonic in the mask: the refinement then recovers the
+    cap's field that plain LBV loses (measured NRMSE 0.054, against 0.401 plain and
+    0.357 with the CFL2 estimate; what is left is the analytic air sphere's field, not
+    quite harmonic on the grid, and the model's padding)."""
+    field, truth, mask, vsz, b0 = _surface_source_problem()
+    calls = []
+
+    def oracle(local, region):
+        calls.append(local.shape)
+        chi, _ = _surface_source_chi()
+        return chi
+
+    def remove(f, m):
+        return lbv(f, m, vsz)
+
+    refined, eroded = refine_with_dipole_model(remove, field, mask, vsz, b0,
+                                               first_estimate=oracle)
+    assert calls == [field.shape]  # called once, on the full grid
+    error = refined[eroded] - truth[eroded]
+    reference = truth[eroded] - truth[eroded].mean()
+    assert np.linalg.norm(error - error.mean()) / np.linalg.norm(reference) < 0.08
 
 
 def test_refinement_of_a_pure_background_stays_near_zero():

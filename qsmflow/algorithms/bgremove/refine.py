@@ -34,6 +34,7 @@ def refine_with_dipole_model(
     b0_direction,
     *,
     lam: float = REFINE_CFL2_LAMBDA,
+    first_estimate=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``remove`` twice, the second time on what a dipole model of the first misses.
 
@@ -60,6 +61,9 @@ def refine_with_dipole_model(
         Unit B0 direction in voxel coordinates (``b0_direction_from_affine``).
     lam : float
         Gradient regularisation of the inversion in step 2.
+    first_estimate : callable ``(local_field, mask) -> chi``, optional
+        Another inversion for step 2, on the full grid (the same unit as ``field`` in and
+        out); the pipeline passes its own NSIDL. Default: CFL2 with ``lam``.
 
     References
     ----------
@@ -79,8 +83,11 @@ def refine_with_dipole_model(
     # Padding by half the box on each side keeps the dipole convolutions free of wrap
     # (measured: with a quarter, the refinement gains a third less; without, nothing).
     half_box = [(s.stop - s.start) // 2 for s in box]
-    chi = cfl2(first_local[box], eroded[box], voxel_size_mm, b0_direction, lam=lam,
-               pad_vox=half_box)
+    if first_estimate is None:
+        chi = cfl2(first_local[box], eroded[box], voxel_size_mm, b0_direction, lam=lam,
+                   pad_vox=half_box)
+    else:
+        chi = np.asarray(first_estimate(first_local * eroded, eroded))[box]
     model = np.zeros(field.shape)
     model[box] = forward_field_ppm((chi - chi[eroded[box]].mean()) * mask[box],
                                    voxel_size_mm, b0_direction)
