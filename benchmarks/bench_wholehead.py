@@ -20,8 +20,9 @@ Runs the default ``qsmflow BIDS OUT participant`` and measures, against the trut
 - the error decomposition, swapping in the truth for one stage at a time, cumulatively:
   (1) default; (2) the true brain mask (``--brain-mask-dir``); (3) the true total field in
   the true mask, then LBV + dipole-model refinement with CFL2's first estimate (the
-  pipeline's default before 2026-12-07; with NSIDL it now takes NSIDL's) and inversion; (4) the true local field in the true mask, inversion alone (``qsmflow-invert``,
-  NSIDL, and TKD for comparison). The differences of consecutive rows are the shares of the
+  pipeline's default before 2026-12-07; with NSIDL it now takes NSIDL's) and inversion;
+  (4) the true local field in the true mask, inversion alone (``qsmflow-invert``, NSIDL,
+  and TKD for comparison). The differences of consecutive rows are the shares of the
   mask, the field map (echo fit + unwrapping), background removal and inversion.
 """
 
