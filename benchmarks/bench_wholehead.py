@@ -19,8 +19,8 @@ Runs the default ``qsmflow BIDS OUT participant`` and measures, against the trut
   (slope, R^2);
 - the error decomposition, swapping in the truth for one stage at a time, cumulatively:
   (1) default; (2) the true brain mask (``--brain-mask-dir``); (3) the true total field in
-  the true mask, then LBV + dipole-model refinement with CFL2's first estimate (the
-  pipeline's default before 2026-12-07; with NSIDL it now takes NSIDL's) and inversion;
+  the true mask, then the default background removal (LBV + dipole-model refinement with
+  NSIDL's first estimate) and inversion;
   (4) the true local field in the true mask, inversion alone (``qsmflow-invert``, NSIDL,
   and TKD for comparison). The differences of consecutive rows are the shares of the
   mask, the field map (echo fit + unwrapping), background removal and inversion.
@@ -108,17 +108,28 @@ def invert(field_hz: Path, mask: Path, out: Path, te_mean_s: float, method: str,
     return _load(out)[0]
 
 
-def bgremove_default(total_hz: Path, mask: Path, out_dir: Path):
-    """The pipeline's default background removal (LBV + refinement) on a given field."""
+def bgremove_default(total_hz: Path, mask: Path, out_dir: Path, te_mean_s: float):
+    """The pipeline's default background removal on a given field: LBV + refinement, whose
+    first estimate is NSIDL (as ``workflows.qsm`` with the default inversion; W = 1)."""
     from qsmflow.algorithms.bgremove import lbv, refine_with_dipole_model
     from qsmflow.algorithms.dipole import b0_direction_from_affine, voxel_size_from_affine
+    from qsmflow.constants import hz_per_ppm
+    from qsmflow.inversion import invert_local_field
 
     field, affine = _load(total_hz)
     region = _load(mask)[0] > 0.5
     voxel = voxel_size_from_affine(affine)
+    b0_dir = b0_direction_from_affine(affine)
+    scale = hz_per_ppm(3.0)
+
+    def nsidl_hz(local_hz, inside):
+        return scale * invert_local_field(local_hz / scale, inside, voxel, b0_dir,
+                                          method="nsidl", b0_t=3.0, te_s=te_mean_s,
+                                          n_threads=2).chi_ppm
+
     local, eroded = refine_with_dipole_model(
-        lambda f, m: lbv(f, m, voxel), field * region, region, voxel,
-        b0_direction_from_affine(affine))
+        lambda f, m: lbv(f, m, voxel), field * region, region, voxel, b0_dir,
+        first_estimate=nsidl_hz)
     paths = out_dir / "truetotal_local_hz.nii.gz", out_dir / "truetotal_mask.nii.gz"
     nib.save(nib.Nifti1Image(local.astype(np.float32), affine), paths[0])
     nib.save(nib.Nifti1Image(eroded.astype(np.uint8), affine), paths[1])
@@ -159,7 +170,7 @@ def evaluate(label: str, bids: Path, outs: dict, work: Path, log: Path) -> dict:
         maps[name] = chi, valid
     brain_path = truth_dir / f"sub-{label}_desc-brain_mask.nii.gz"
     local_path, eroded_path = bgremove_default(
-        truth_dir / f"sub-{label}_desc-total_fieldmap.nii.gz", brain_path, work)
+        truth_dir / f"sub-{label}_desc-total_fieldmap.nii.gz", brain_path, work, te_mean)
     chi = invert(local_path, eroded_path, work / f"{label}_truetotal_chi.nii.gz", te_mean,
                  "nsidl", log)
     maps["true_total_field"] = chi, _load(eroded_path)[0] > 0.5
