@@ -113,23 +113,16 @@ def bgremove_default(total_hz: Path, mask: Path, out_dir: Path, te_mean_s: float
     first estimate is NSIDL (as ``workflows.qsm`` with the default inversion; W = 1)."""
     from qsmflow.algorithms.bgremove import lbv, refine_with_dipole_model
     from qsmflow.algorithms.dipole import b0_direction_from_affine, voxel_size_from_affine
-    from qsmflow.constants import hz_per_ppm
-    from qsmflow.inversion import invert_local_field
+    from qsmflow.inversion import chi_in_field_units
 
     field, affine = _load(total_hz)
     region = _load(mask)[0] > 0.5
     voxel = voxel_size_from_affine(affine)
     b0_dir = b0_direction_from_affine(affine)
-    scale = hz_per_ppm(3.0)
-
-    def nsidl_hz(local_hz, inside):
-        return scale * invert_local_field(local_hz / scale, inside, voxel, b0_dir,
-                                          method="nsidl", b0_t=3.0, te_s=te_mean_s,
-                                          n_threads=2).chi_ppm
-
     local, eroded = refine_with_dipole_model(
         lambda f, m: lbv(f, m, voxel), field * region, region, voxel, b0_dir,
-        first_estimate=nsidl_hz)
+        first_estimate=lambda f, m: chi_in_field_units(f, m, voxel, b0_dir, b0_t=3.0,
+                                                       te_s=te_mean_s, n_threads=2))
     paths = out_dir / "truetotal_local_hz.nii.gz", out_dir / "truetotal_mask.nii.gz"
     nib.save(nib.Nifti1Image(local.astype(np.float32), affine), paths[0])
     nib.save(nib.Nifti1Image(eroded.astype(np.uint8), affine), paths[1])

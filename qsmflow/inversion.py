@@ -25,7 +25,7 @@ import numpy as np
 from qsmflow.algorithms.inversion import NDI_ITERATIONS, TKD_DEFAULT_THRESHOLD, cfl2, ndi, tkd
 from qsmflow.algorithms.inversion_rts import rts
 from qsmflow.algorithms.inversion_tv import tv
-from qsmflow.constants import rad_per_ppm
+from qsmflow.constants import hz_per_ppm, rad_per_ppm
 
 INVERSION_METHODS = ("nsidl", "tkd", "cfl2", "ndi", "tv", "rts")
 
@@ -88,3 +88,16 @@ def invert_local_field(
         weight=weight, noise_sd_ppm=noise_sd_ppm, weights_path=weights_path, device=device,
         n_threads=n_threads)
     return InversionResult(chi_ppm, method, digest, iterations=iterations)
+
+
+def chi_in_field_units(field_hz: np.ndarray, mask: np.ndarray, voxel_size_mm, b0_direction,
+                       *, b0_t: float, te_s: float, method: str = "nsidl",
+                       **options) -> np.ndarray:
+    """Susceptibility of a local field in Hz, returned in Hz-equivalent units (chi in ppm
+    times Hz per ppm): the first estimate that
+    :func:`qsmflow.algorithms.bgremove.refine_with_dipole_model` wants, whose field and
+    model share one unit. ``options`` go to :func:`invert_local_field`."""
+    scale = hz_per_ppm(b0_t)
+    return scale * invert_local_field(np.asarray(field_hz) / scale, mask, voxel_size_mm,
+                                      b0_direction, method=method, b0_t=b0_t, te_s=te_s,
+                                      **options).chi_ppm

@@ -257,20 +257,16 @@ class RemoveBackground(SimpleInterface):
 
     def _nsidl_estimate(self, affine, voxel_size):
         """The refinement's first estimate by the run's own NSIDL (Hz in, chi in Hz out)."""
-        from qsmflow.constants import hz_per_ppm
-        from qsmflow.inversion import invert_local_field
+        from functools import partial
+
+        from qsmflow.inversion import chi_in_field_units
 
         if not isdefined(self.inputs.b0_t) or not self.inputs.echo_times_s:
             raise ValueError("the NSIDL first estimate needs b0_t and echo_times_s")
-        scale = hz_per_ppm(self.inputs.b0_t)
-        weight = load_data(self.inputs.weight)[0] if isdefined(self.inputs.weight) else None
-
-        def estimate(local_hz, region):
-            return scale * invert_local_field(
-                local_hz / scale, region, voxel_size, b0_direction_from_affine(affine),
-                method="nsidl", b0_t=self.inputs.b0_t,
-                te_s=float(np.mean(self.inputs.echo_times_s)), weight=weight,
-                weights_path=self.inputs.weights_path if isdefined(self.inputs.weights_path)
-                else None, device=self.inputs.device, n_threads=self.inputs.n_threads).chi_ppm
-
-        return estimate
+        return partial(
+            chi_in_field_units, voxel_size_mm=voxel_size,
+            b0_direction=b0_direction_from_affine(affine), b0_t=self.inputs.b0_t,
+            te_s=float(np.mean(self.inputs.echo_times_s)), method="nsidl",
+            weight=load_data(self.inputs.weight)[0] if isdefined(self.inputs.weight) else None,
+            weights_path=self.inputs.weights_path if isdefined(self.inputs.weights_path)
+            else None, device=self.inputs.device, n_threads=self.inputs.n_threads)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from qsmflow.algorithms.bgremove import refinement_estimate
 from qsmflow.algorithms.inversion import TKD_DEFAULT_THRESHOLD
 
 MODEL_CARD = "qsmflow/data/MODEL_CARD.md"
@@ -101,14 +102,14 @@ BGREMOVE_DESCRIPTIONS = {
 REFINEMENT_DESCRIPTION = (
     ", corrected by a second pass on what the field of a first susceptibility estimate "
     "({estimate} of the first pass) does not explain [Liu 2018; Wen 2014]")
-# The refinement's first estimate: the run's own NSIDL, else closed-form L2 (workflows.qsm).
+# The refinement's first estimate (algorithms.bgremove.refinement_estimate), in words.
 REFINEMENT_ESTIMATES = {"nsidl": "NSIDL", "cfl2": "closed-form L2 inversion"}
 
 _CITATION = re.compile(r"\[([^\[\]]+)\]")
 
 
 def _refinement_text(inversion: str) -> str:
-    estimate = REFINEMENT_ESTIMATES["nsidl" if inversion == "nsidl" else "cfl2"]
+    estimate = REFINEMENT_ESTIMATES[refinement_estimate(inversion)]
     return REFINEMENT_DESCRIPTION.format(estimate=estimate)
 
 

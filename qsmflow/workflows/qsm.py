@@ -5,6 +5,7 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from qsmflow.algorithms.bgremove import refinement_estimate
 from qsmflow.algorithms.brain_extraction import DEFAULT_MASK_METHOD
 from qsmflow.interfaces.brainmask import BrainMask
 from qsmflow.interfaces.gre import (
@@ -103,12 +104,8 @@ def init_qsm_wf(
                       mem_gb=STAGE_MEM_GB)
     unwrap = pe.Node(UnwrapPhase(n_threads=omp_nthreads), name="unwrap", n_procs=omp_nthreads,
                      mem_gb=STAGE_MEM_GB)
-    # With NSIDL, the refinement's first susceptibility estimate is NSIDL too (on the
-    # tuning heads 04/05 of qsmflow.simulation.wholehead, end to end: chi NRMSE 57.5 ->
-    # 53.7 % and 55.9 -> 53.4 %, DGM |1 - slope| 0.148 -> 0.108 and 0.072 -> 0.054 against
-    # CFL2's estimate; issue 12). Other inversions keep CFL2's closed form, which costs
-    # two FFTs. A noise-conditioned NSIDL here assumes noise-free data (no noise map).
-    refine_model = "nsidl" if inversion == "nsidl" else "cfl2"
+    # A noise-conditioned NSIDL as the refinement's estimate assumes noise-free data.
+    refine_model = refinement_estimate(inversion)
     bgremove_node = pe.Node(RemoveBackground(threshold=vsharp_threshold, method=bgremove,
                                              lbv_peel_mm=lbv_peel_mm, refine=bgremove_refine,
                                              refine_model=refine_model, b0_t=b0_t,
