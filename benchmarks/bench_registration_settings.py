@@ -1,7 +1,7 @@
 """Atlas registration settings against the true deep gray nuclei: Dice and time per setting.
 
     python benchmarks/bench_registration_settings.py --bids DIR [DIR ...] --name NAME
-        [--settings full,default,...] [--threads 2]
+        [--settings full,default,...] [--threads 2] [--seeds S ...]
     python benchmarks/bench_registration_settings.py --compare STUDY STUDY --name NAME
 
 For every participant of each BIDS dataset with ground-truth labels
@@ -23,7 +23,16 @@ Settings (``qsmflow.interfaces.atlas`` holds the default's constants):
   2 mm level);
 * ``flow2mm``: as ``default`` with SyN's update field smoothed by 1.5 voxels, not 3;
 * ``full_seed``: ``full`` with another random seed: how much Dice moves between two runs
-  of the same setting.
+  of the same setting;
+* ``syn_40_10``, ``syn_80_10``, ``syn_40_15``: as ``default`` with fewer SyN iterations at
+  2 mm (the level that costs nearly all of SyN's time; 4 mm iterations are cheap);
+* ``cropM`` (``crop10``, ...): the 2 mm grid with the fixed image cropped to the box of
+  its brain plus M mm (``crop10`` is the default since 2026-12-07);
+* ``uncropped``: the 2 mm grid, not cropped (the default before).
+
+With ``--seeds S [S ...]`` every setting runs once per seed (ANTs' sampling and, with two
+threads, its reductions differ between runs), and each label's Dice is averaged over the
+seeds before it is compared with ``full``; the spread over the seeds is recorded too.
 """
 
 from __future__ import annotations
@@ -58,8 +67,17 @@ def _setting(ants, name, fixed, moving):
     """(fixed, moving, type_of_transform, keyword arguments) of one named setting."""
     if name == "full":
         return fixed, moving, "SyNRA", NATIVE_SETTINGS
-    fixed_reg, moving_reg, settings = atlas_interface._registration_grid(ants, fixed, moving)
     if name == "default":
+        fixed_reg, moving_reg, settings = atlas_interface._registration_grid(ants, fixed, moving)
+        return fixed_reg, moving_reg, "SyNRA", settings
+    if name.startswith("crop"):  # crop10: the fixed image cropped to its brain + 10 mm
+        fixed_reg, moving_reg, settings = atlas_interface._registration_grid(
+            ants, fixed, moving, crop_margin_mm=float(name[4:]))
+        return fixed_reg, moving_reg, "SyNRA", settings
+    # The other settings vary the 2 mm grid of 2026-12-03, which was not cropped.
+    fixed_reg, moving_reg, settings = atlas_interface._registration_grid(
+        ants, fixed, moving, crop_margin_mm=None)
+    if name == "uncropped":  # the default of 2026-12-03..07
         return fixed_reg, moving_reg, "SyNRA", settings
     if name == "syn2mm":
         return fixed_reg, moving_reg, "SyN", settings
@@ -74,6 +92,9 @@ def _setting(ants, name, fixed, moving):
         return fixed_aa, moving_aa, "SyNRA" if name == "aa2mm" else "SyN", settings
     if name == "flow2mm":
         return fixed_reg, moving_reg, "SyNRA", dict(settings, flow_sigma=1.5)
+    if name.startswith("syn_"):
+        coarse, fine = (int(n) for n in name.split("_")[1:])
+        return fixed_reg, moving_reg, "SyNRA", dict(settings, reg_iterations=(coarse, fine))
     if name == "full_seed":
         return fixed, moving, "SyNRA", dict(NATIVE_SETTINGS, random_seed=SECOND_SEED)
     raise SystemExit(f"unknown setting {name!r}")
@@ -158,7 +179,8 @@ def main() -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--settings", default="full,default,syn2mm")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=20251125)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[20251125],
+                        help="run every setting once per seed; Dice is averaged over them")
     args = parser.parse_args()
     if args.compare:
         return compare_full_runs(*args.compare, args.name)
@@ -179,14 +201,20 @@ def main() -> int:
                 truth = np.rint(load_data(labels)[0]).astype(int)
                 rows = {}
                 for name in names:
-                    native, seconds = register(ants, name, magnitude, mask, atlas, Path(tmp),
-                                               args.seed)
-                    dice = dice_per_label(native, truth)
-                    rows[name] = {"seconds": seconds,
+                    runs = []
+                    for seed in args.seeds:
+                        native, seconds = register(ants, name, magnitude, mask, atlas,
+                                                   Path(tmp), seed)
+                        runs.append((dice_per_label(native, truth), seconds))
+                        print(f"{key} {name:8s} seed {seed}: {seconds:6.1f} s  mean Dice "
+                              f"{np.mean(list(runs[-1][0].values())):.3f}", flush=True)
+                    dice = {k: float(np.mean([d[k] for d, _ in runs])) for k in runs[0][0]}
+                    rows[name] = {"seconds": float(np.mean([s for _, s in runs])),
                                   "dice": {labels_tsv[k - 1]: d for k, d in dice.items()},
+                                  "dice_sd_over_seeds": {
+                                      labels_tsv[k - 1]: float(np.std([d[k] for d, _ in runs]))
+                                      for k in dice},
                                   "mean_dice": float(np.mean(list(dice.values())))}
-                    print(f"{key} {name:8s} {seconds:6.1f} s  mean Dice "
-                          f"{rows[name]['mean_dice']:.3f}", flush=True)
                 if "full" in rows:
                     for name in names:
                         change = {k: rows[name]["dice"][k] - rows["full"]["dice"][k]
@@ -197,7 +225,7 @@ def main() -> int:
                         print(f"  {name:8s} vs full: mean {np.mean(list(change.values())):+.3f}"
                               f", worst {worst} {change[worst]:+.3f}")
                 results[key] = rows
-    write_result(args.name, {"settings": names, "threads": args.threads,
+    write_result(args.name, {"settings": names, "threads": args.threads, "seeds": args.seeds,
                              "rows": summary_rows(results), "participants": results},
                  command="python benchmarks/bench_registration_settings.py "
                  + " ".join(sys.argv[1:]),

@@ -139,6 +139,12 @@ def nsidl_weights_methods(weights_sha256: str) -> str:
             "describes their architecture, training data and known limitations. ")
 
 
+# What qsmflow.interfaces.atlas registers on (its REGISTRATION_VOXEL_MM and
+# REGISTRATION_CROP_MARGIN_MM), in words.
+REGISTRATION_GRID_TEXT = ("registered on a 2 mm grid where the scan is finer than 1.5 mm, "
+                          "the magnitude cropped to the brain mask's box plus 10 mm")
+
+
 def roi_methods(*, atlas: str, registered: bool, chi_reference: str,
                 roi_erode_mm: float = 0.0) -> str:
     """The methods paragraph of the deep gray matter ROI table."""
@@ -150,12 +156,13 @@ def roi_methods(*, atlas: str, registered: bool, chi_reference: str,
                 "carried from the ICBM 2009a nonlinear symmetric template [Fonov 2011] into "
                 "each scan's native space by a rigid, affine and SyN registration of the "
                 "template to the brain-masked first-echo magnitude with ANTs [Avants 2008] "
-                "(labels resampled with generic-label interpolation). ")
+                f"({REGISTRATION_GRID_TEXT}; labels resampled with generic-label "
+                "interpolation). ")
     elif registered:
         text = (f"Deep gray matter regions of the atlas {atlas} were carried into each "
                 "scan's native space by a rigid, affine and SyN registration of its "
                 "template to the brain-masked first-echo magnitude with ANTs "
-                "[Avants 2008]. ")
+                f"[Avants 2008] ({REGISTRATION_GRID_TEXT}). ")
     else:
         text = (f"Deep gray matter regions were taken from native-space label images "
                 f"supplied by the user ({atlas}). ")

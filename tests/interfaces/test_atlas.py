@@ -87,3 +87,24 @@ def test_custom_atlas_validation(atlas, tmp_path):
     no_header.write_text("1\tcaudate\n")
     with pytest.raises(QSMInputError, match="header"):
         custom_atlas(atlas.template, atlas.labels, no_header)
+
+
+def test_crop_to_foreground_keeps_physical_space():
+    import ants
+
+    from qsmflow.interfaces.atlas import crop_to_foreground
+
+    data = np.zeros((30, 40, 20), np.float32)
+    data[10:15, 12:20, 1:5] = np.arange(1, 5 * 8 * 4 + 1).reshape(5, 8, 4)
+    direction = rigid_pose((0, 0, 20), (0, 0, 0))[:3, :3]  # oblique axes
+    image = ants.from_numpy(data, origin=(5.0, -7.0, 3.0), spacing=(1.5, 1.0, 2.0),
+                            direction=direction)
+    cropped = crop_to_foreground(ants, image, margin_mm=3.0)
+    # 3 mm: 2 voxels at 1.5 mm, 3 at 1 mm, 2 at 2 mm (clipped at the first slice)
+    assert cropped.shape == (5 + 4, 8 + 6, 1 + 4 + 2)
+    assert cropped.numpy().sum() == pytest.approx(data.sum())
+    first = ants.transform_index_to_physical_point(image, (10, 12, 1))
+    same = ants.transform_index_to_physical_point(cropped, (2, 3, 1))
+    np.testing.assert_allclose(same, first, atol=1e-4)
+    assert cropped.numpy()[2, 3, 1] == data[10, 12, 1]
+    np.testing.assert_allclose(cropped.direction, image.direction, atol=1e-6)

@@ -298,3 +298,15 @@ def test_run_labels_with_variant_entities_are_read():
     assert entities["acquisition"] is None
     with pytest.raises(ValueError, match="unknown BIDS entities"):
         entities_from_label("sub-01_foo-1")
+
+
+def test_methods_name_the_registration_grid_the_interface_uses():
+    from qsmflow.interfaces import atlas as registration
+    from qsmflow.reports.methods import REGISTRATION_GRID_TEXT, roi_methods
+
+    text = roi_methods(atlas="AAL3 + SUIT", registered=True, chi_reference="csf")
+    assert REGISTRATION_GRID_TEXT in text
+    assert f"on a {registration.REGISTRATION_VOXEL_MM:g} mm grid" in REGISTRATION_GRID_TEXT
+    assert f"finer than {0.75 * registration.REGISTRATION_VOXEL_MM:g} mm" in \
+        REGISTRATION_GRID_TEXT
+    assert f"plus {registration.REGISTRATION_CROP_MARGIN_MM:g} mm" in REGISTRATION_GRID_TEXT
