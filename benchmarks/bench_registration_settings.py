@@ -3,6 +3,8 @@
     python benchmarks/bench_registration_settings.py --bids DIR [DIR ...] --name NAME
         [--settings full,default,...] [--threads 2] [--seeds S ...]
     python benchmarks/bench_registration_settings.py --compare STUDY STUDY --name NAME
+    python benchmarks/bench_registration_settings.py --pool STUDY:SETTING[:PREFIX] ...
+        --name NAME
 
 For every participant of each BIDS dataset with ground-truth labels
 (``derivatives/groundtruth/sub-*/anat/*_desc-deepgm_dseg.nii.gz``, as written by
@@ -171,10 +173,46 @@ def compare_full_runs(first: str, second: str, name: str) -> int:
     return 0
 
 
+def pool_heads(items: list[str], name: str) -> int:
+    """Each label's Dice change against ``full``, averaged over the heads of the given
+    ``STUDY:SETTING[:PREFIX]`` items (the study's participants, or those whose key starts
+    with PREFIX): a label that a shortcut loses systematically shows there, where one
+    head's change is mostly run-to-run noise."""
+    from common import RESULTS_DIR
+
+    changes = {}
+    for item in items:
+        study, setting, prefix = (item.split(":") + [""])[:3]
+        participants = json.loads((RESULTS_DIR / f"{study}.json").read_text())["results"][
+            "participants"]
+        for key, settings in participants.items():
+            if key.startswith(prefix):
+                changes[f"{study}/{key}"] = settings[setting]["dice_change_vs_full"]
+    labels = list(next(iter(changes.values())))
+    rows = [{"label": label,
+             "mean_change": float(np.mean([c[label] for c in changes.values()])),
+             "lowest_change": float(min(c[label] for c in changes.values())),
+             "highest_change": float(max(c[label] for c in changes.values()))}
+            for label in labels]
+    for row in rows:
+        print(f"{row['label']:24s} mean {row['mean_change']:+.4f}  "
+              f"range {row['lowest_change']:+.3f}..{row['highest_change']:+.3f}")
+    write_result(name, {"items": items, "heads": list(changes), "rows": rows,
+                        "mean_change_all_labels": float(np.mean([r["mean_change"]
+                                                                 for r in rows]))},
+                 command="python benchmarks/bench_registration_settings.py --pool "
+                 + " ".join(items) + f" --name {name}",
+                 generator="the participants of " + ", ".join(items))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", nargs=2, metavar=("STUDY", "STUDY"),
                         help="only compare the `full` rows of two recorded studies")
+    parser.add_argument("--pool", nargs="+", metavar="STUDY:SETTING[:PREFIX]",
+                        help="only average each label's change against full over the heads "
+                        "of recorded studies")
     parser.add_argument("--bids", nargs="+", type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--settings", default="full,default,syn2mm")
@@ -184,6 +222,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.compare:
         return compare_full_runs(*args.compare, args.name)
+    if args.pool:
+        return pool_heads(args.pool, args.name)
     if not args.bids:
         parser.error("--bids is required")
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)

@@ -31,13 +31,16 @@ SYN_ITERATIONS = (40, 20, 0)
 REGISTRATION_VOXEL_MM = 2.0
 COARSE_GRID_SETTINGS = dict(reg_iterations=(40, 20), aff_iterations=(500, 250, 100),
                             aff_shrink_factors=(4, 2, 1), aff_smoothing_sigmas=(2, 1, 0))
-# The fixed image is cropped to its brain (the masked magnitude's non-zero box) plus
-# 10 mm: the registration's cost is per voxel of the fixed image, and the head's
-# background only fills the metric's histogram. Chosen on tuning heads 04 straight and
-# 05 oblique (3 seeds each, against the full settings on the 1 mm grid): 16-18 s against
-# 22-24 s for the uncropped 2 mm grid and 66 s for full; mean Dice +0.004 / +0.005
-# against full, no label worse than -0.008 (uncropped: -0.028, the right pallidum).
-# benchmarks/bench_registration_settings.py, result registration_crop_tuning.
+# On that 2 mm grid the fixed image is cropped to its brain (the masked magnitude's
+# non-zero box) plus 10 mm: the registration's cost is per voxel of the fixed image, and
+# the head's background only fills the metric's histogram. Chosen on tuning heads 04
+# straight and 05 oblique (3 seeds each, against the full settings on the 1 mm grid):
+# 16-18 s against 22-24 s uncropped and 66 s full; mean Dice +0.004 / +0.005 against full,
+# no label worse than -0.008 (uncropped: -0.028, the right pallidum). On the test heads
+# (18, 20) the mean moves by -0.003 / +0.003, and over the four heads no label by more
+# than -0.009 on average. Scans of 1.5 mm and coarser keep the full settings (their call
+# takes about 9 s). benchmarks/bench_registration_settings.py, results
+# registration_crop_tuning, _test, _examples and _pooled (docs/benchmarks.md).
 REGISTRATION_CROP_MARGIN_MM = 10.0
 
 
@@ -179,21 +182,20 @@ def crop_to_foreground(ants, image, margin_mm: float):
 
 
 def _registration_grid(ants, fixed, moving, crop_margin_mm=REGISTRATION_CROP_MARGIN_MM):
-    """The images and settings to register on: the native ones, or both on a
-    ``REGISTRATION_VOXEL_MM`` grid when the scan is finer than 1.5 mm; the fixed image
-    cropped to its brain plus ``crop_margin_mm`` (None: not cropped)."""
+    """The images and settings to register on: the native ones (the full settings), or,
+    when the scan is finer than 1.5 mm, both on a ``REGISTRATION_VOXEL_MM`` grid with the
+    fixed image cropped to its brain plus ``crop_margin_mm`` (None: not cropped)."""
     if min(fixed.spacing) >= 0.75 * REGISTRATION_VOXEL_MM:
-        settings = dict(reg_iterations=SYN_ITERATIONS, aff_iterations=AFFINE_ITERATIONS,
-                        aff_shrink_factors=AFFINE_SHRINK_FACTORS,
-                        aff_smoothing_sigmas=AFFINE_SMOOTHING_SIGMAS)
-    else:
-        grid = (REGISTRATION_VOXEL_MM,) * 3
-        fixed = ants.resample_image(fixed, grid, use_voxels=False, interp_type=0)
-        moving = ants.resample_image(moving, grid, use_voxels=False, interp_type=0)
-        settings = COARSE_GRID_SETTINGS
+        return fixed, moving, dict(reg_iterations=SYN_ITERATIONS,
+                                   aff_iterations=AFFINE_ITERATIONS,
+                                   aff_shrink_factors=AFFINE_SHRINK_FACTORS,
+                                   aff_smoothing_sigmas=AFFINE_SMOOTHING_SIGMAS)
+    grid = (REGISTRATION_VOXEL_MM,) * 3
+    fixed = ants.resample_image(fixed, grid, use_voxels=False, interp_type=0)
+    moving = ants.resample_image(moving, grid, use_voxels=False, interp_type=0)
     if crop_margin_mm is not None:
         fixed = crop_to_foreground(ants, fixed, crop_margin_mm)
-    return fixed, moving, settings
+    return fixed, moving, COARSE_GRID_SETTINGS
 
 
 class _RegistrationFigureInputSpec(BaseInterfaceInputSpec):

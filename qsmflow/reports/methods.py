@@ -141,8 +141,8 @@ def nsidl_weights_methods(weights_sha256: str) -> str:
 
 # What qsmflow.interfaces.atlas registers on (its REGISTRATION_VOXEL_MM and
 # REGISTRATION_CROP_MARGIN_MM), in words.
-REGISTRATION_GRID_TEXT = ("registered on a 2 mm grid where the scan is finer than 1.5 mm, "
-                          "the magnitude cropped to the brain mask's box plus 10 mm")
+REGISTRATION_GRID_TEXT = ("where the scan is finer than 1.5 mm, registered on a 2 mm grid "
+                          "with the magnitude cropped to the brain mask's box plus 10 mm")
 
 
 def roi_methods(*, atlas: str, registered: bool, chi_reference: str,
