@@ -224,7 +224,7 @@ def registration_floor(results: dict, n_threads: int) -> dict:
 
         fixed = save_like(magnitude[..., 0] * mask, affine, f"{tmp}/f.nii")
         start = time.perf_counter()
-        # the node's own thread count (qsmflow.cli.config.registration_nthreads)
+        # the node's own thread count (qsmflow.cli.config.lone_run_nthreads)
         atlas.register_template(fixed, inputs["template"],
                                 n_threads=inputs.get("n_threads", n_threads),
                                 seed=inputs["random_seed"], outprefix=f"{tmp}/r")

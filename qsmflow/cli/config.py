@@ -159,17 +159,20 @@ def head_nthreads(nprocs: int, omp_nthreads: int) -> int:
     return max(1, min(nprocs, 2 * omp_nthreads))
 
 
-def registration_nthreads(config, n_runs: int) -> int:
-    """ANTs threads of the atlas registration.
+def lone_run_nthreads(config, n_runs: int) -> int:
+    """Threads of the atlas registration and of the dipole inversion.
 
     With one run on a local machine and no ``--omp-nthreads``, the registration and the
     phase chain are the only branches, and whichever ends first leaves a core idle. So
-    ANTs runs the brain mask's thread count (``head_nthreads``) while MultiProc still
-    counts it as one branch: the operating system shares the cores while both run.
-    Measured on the 1 mm head of ``bench_participant`` (2 cores, one session, the
-    registration in its own process either way): NSIDL 114.4 s against 116.9 s with one
-    ANTs thread; ``--inversion tkd`` 99.1-103.2 s against 110.6 s. With several runs the
-    other runs' nodes fill the cores, and with ``--omp-nthreads`` every node keeps to it.
+    these two nodes run the brain mask's thread count (``head_nthreads``) while MultiProc
+    still counts each as one branch: the operating system shares the cores while both
+    run. Measured on the 1 mm head of ``bench_participant`` (2 cores): ANTs with two
+    threads, NSIDL 114.4 s against 116.9 s with one, ``--inversion tkd`` 99.1-103.2 s
+    against 110.6 s (2026-12-03); NSIDL's inversion, which runs once the registration is
+    done, then took 11.9 s against 19.8 s with one thread (2026-12-07; the background
+    removal, which runs beside the registration, gained nothing from two threads and
+    slowed the registration by 5 s). With several runs the other runs' nodes fill the
+    cores, and with ``--omp-nthreads`` every node keeps to it.
     """
     return config.head_nthreads if n_runs == 1 else config.omp_nthreads
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from .config import (
     EXIT_USAGE,
     Config,
     build_config,
-    registration_nthreads,
+    lone_run_nthreads,
 )
 from .failures import ignore_sigint_in_workers, stop_workers, write_crash_report
 from .parser import build_parser
@@ -171,7 +172,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
             runs, work_dir=str(config.work_dir), out_dir=str(config.output_dir),
             run_labels=run_labels, atlas=atlas, chi_reference=config.chi_reference,
             roi_erode_mm=config.roi_erode_mm, output_spaces=config.output_spaces,
-            registration_nthreads=registration_nthreads(config, len(runs)),
+            registration_nthreads=lone_run_nthreads(config, len(runs)),
             provenance={"QsmflowProvenance": str(record_path.relative_to(config.output_dir))},
             qsm_options=dict(
                 mask_method=config.mask_method, mask_threshold=config.mask_threshold,
@@ -182,7 +183,8 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                 bgremove_refine=config.bgremove_refine,
                 nsidl_weights=str(config.weights) if config.weights else None,
                 device=config.device, omp_nthreads=config.omp_nthreads,
-                head_nthreads=config.head_nthreads))
+                head_nthreads=config.head_nthreads,
+                inversion_nthreads=lone_run_nthreads(config, len(runs))))
         for run in runs:
             if run.label in masks:
                 wf = workflow.get_node(run_workflow_name(run))
@@ -191,10 +193,17 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
         plugin_args = plugin_arguments(config, workflow, reporter)
         workflow.config["execution"]["crashdump_dir"] = str(logs / "crash")
         t0 = time.time()
+        # MultiProc calls gc.collect() at every poll (LOCAL_POLL_INTERVAL_S) while a node
+        # runs; over this process's objects (pybids, Nipype's graph, torch) that kept one
+        # core busy beside the nodes (py-spy: 99 % of the scheduler's samples). Frozen
+        # objects are not scanned, and the workers, forked from here, share them.
+        gc.freeze()
         try:
             workflow.run(plugin=config.plugin, plugin_args=plugin_args)
         except RuntimeError as err:
             LOGGER.debug("nipype: %s", err)
+        finally:
+            gc.unfreeze()
         LOGGER.info("workflow finished in %.1f s", time.time() - t0)
         for run in runs:
             if config.plugin in GRAPH_PLUGINS:  # the jobs run on after workflow.run returns

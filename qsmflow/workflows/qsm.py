@@ -46,6 +46,7 @@ def init_qsm_wf(
     device: str = "cpu",
     omp_nthreads: int = 1,
     head_nthreads: int | None = None,
+    inversion_nthreads: int | None = None,
     phase_units: str | None = None,
     phase_units_from: str = "",
     phase_sign: int = 1,
@@ -118,8 +119,11 @@ def init_qsm_wf(
         bgremove_node.inputs.weights_path = nsidl_weights
     if vsharp_radii_mm:
         bgremove_node.inputs.radii_mm = list(vsharp_radii_mm)
+    # A lone run's inversion may run more threads than MultiProc counts (n_procs): the
+    # registration is usually done by then (qsmflow.cli.config.lone_run_nthreads).
     invert = pe.Node(DipoleInversion(b0_t=b0_t, echo_times_s=list(echo_times_s),
-                                     method=inversion, device=device, n_threads=omp_nthreads),
+                                     method=inversion, device=device,
+                                     n_threads=inversion_nthreads or omp_nthreads),
                      name="invert", n_procs=omp_nthreads,
                      mem_gb=INVERSION_MEM_GB[inversion])
     if nsidl_weights:

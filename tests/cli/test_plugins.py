@@ -11,7 +11,7 @@ import pytest
 from qsmflow.atlases import atlas_cache_dir, default_atlas
 from qsmflow.bids.discovery import GRERun
 from qsmflow.bids.errors import QSMUsageError
-from qsmflow.cli.config import EXIT_USAGE, build_config, registration_nthreads
+from qsmflow.cli.config import EXIT_USAGE, build_config, lone_run_nthreads
 from qsmflow.cli.parser import build_parser
 from qsmflow.cli.plugins import plugin_arguments
 from qsmflow.cli.run import main
@@ -118,36 +118,41 @@ def test_the_brain_mask_takes_both_branches_threads_by_default(bids, tmp_path, n
     assert _config(bids, tmp_path, "--plugin", "SLURM").head_nthreads == 1
 
 
-def test_a_single_runs_registration_runs_the_masks_threads_but_counts_as_one_branch(
+def test_a_single_runs_registration_and_inversion_run_the_masks_threads_as_one_branch(
         bids, tmp_path):
-    """One run, local, no --omp-nthreads: ANTs runs head_nthreads threads (the cores the
-    phase chain leaves idle once it is done), while MultiProc counts omp_nthreads so that
-    it still runs beside the chain. Several runs, a given --omp-nthreads or a cluster
-    plugin: omp_nthreads."""
+    """One run, local, no --omp-nthreads: ANTs and the inversion run head_nthreads threads
+    (the cores the other branch leaves idle once it is done), while MultiProc counts
+    omp_nthreads so that the branches still run side by side. Several runs, a given
+    --omp-nthreads or a cluster plugin: omp_nthreads."""
     config = _config(bids, tmp_path, "--nprocs", "2")
     assert (config.omp_nthreads, config.head_nthreads) == (1, 2)
-    assert registration_nthreads(config, 1) == 2
-    assert registration_nthreads(config, 3) == 1
-    assert registration_nthreads(_config(bids, tmp_path, "--nprocs", "2", "--omp-nthreads",
+    assert lone_run_nthreads(config, 1) == 2
+    assert lone_run_nthreads(config, 3) == 1
+    assert lone_run_nthreads(_config(bids, tmp_path, "--nprocs", "2", "--omp-nthreads",
                                          "1"), 1) == 1
-    assert registration_nthreads(_config(bids, tmp_path, "--plugin", "SLURM"), 1) == 1
+    assert lone_run_nthreads(_config(bids, tmp_path, "--plugin", "SLURM"), 1) == 1
     atlas = default_atlas(atlas_cache_dir(tmp_path))
     node = _workflow(tmp_path, 1, atlas=atlas, registration_nthreads=2).get_node(
         "sub_01_wf.register_atlas")
     assert (node.n_procs, node.inputs.n_threads) == (1, 2)
     node = _workflow(tmp_path, 1, atlas=atlas).get_node("sub_01_wf.register_atlas")
     assert (node.n_procs, node.inputs.n_threads) == (1, 1)
+    invert = _invert(_workflow(tmp_path, 1, inversion_nthreads=2))
+    assert (invert.n_procs, invert.inputs.n_threads) == (1, 2)
+    invert = _invert(_workflow(tmp_path, 1))
+    assert (invert.n_procs, invert.inputs.n_threads) == (1, 1)
 
 
 def _workflow(tmp_path, omp_nthreads, atlas=None, head_nthreads=None,
-              registration_nthreads=None):
+              registration_nthreads=None, inversion_nthreads=None):
     files = lambda part: tuple(f"/in/sub-01_echo-{e}_part-{part}_MEGRE.nii.gz"  # noqa: E731
                                for e in (1, 2))
     run = GRERun("01", None, None, None, "MEGRE", files("mag"), files("phase"),
                  (0.005, 0.01), 3.0)
     return init_qsmflow_wf([run], work_dir=str(tmp_path / "work"), out_dir=str(tmp_path),
                            qsm_options={"inversion": "tkd", "omp_nthreads": omp_nthreads,
-                                        "head_nthreads": head_nthreads},
+                                        "head_nthreads": head_nthreads,
+                                        "inversion_nthreads": inversion_nthreads},
                            atlas=atlas, registration_nthreads=registration_nthreads)
 
 
