@@ -3,6 +3,7 @@ files, instead of a traceback on the console."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -88,7 +89,14 @@ def ignore_sigint_in_workers() -> None:
 
 def stop_workers(timeout_s: float = 5.0) -> None:
     """Terminate this process's children (the workers of an interrupted run), so that
-    the interpreter does not wait for their nodes to finish before it exits."""
+    the interpreter does not wait for their nodes to finish before it exits.
+
+    The process pool then fails every future still pending on them, and Nipype's
+    callback re-raises that (BrokenProcessPool) into the ``concurrent.futures`` logger,
+    which would print a traceback per node after the interruption message: that logger is
+    silenced first, as the failures are the ones this function causes.
+    """
+    logging.getLogger("concurrent.futures").setLevel(logging.CRITICAL + 1)
     try:
         import psutil
 
