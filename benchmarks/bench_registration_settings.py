@@ -152,13 +152,14 @@ def summary_rows(results: dict) -> list[dict]:
 
 
 def compare_full_runs(first: str, second: str, name: str) -> int:
-    """Record how far Dice moves between two runs of ``full`` (two recorded studies)."""
+    """Record how far Dice moves between two runs of ``full`` (two recorded studies, over
+    the participants they share)."""
     from common import RESULTS_DIR
 
     runs = [json.loads((RESULTS_DIR / f"{n}.json").read_text())["results"]["participants"]
             for n in (first, second)]
     rows = []
-    for key in runs[0]:
+    for key in [k for k in runs[0] if k in runs[1]]:
         a, b = (r[key]["full"]["dice"] for r in runs)
         change = {label: b[label] - a[label] for label in a}
         largest = max(change, key=lambda label: abs(change[label]))
