@@ -168,11 +168,12 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
     reporter = None
     if runs:
         LOGGER.info("processing %d run(s): %s", len(runs), ", ".join(r.label for r in runs))
+        lone_threads = lone_run_nthreads(config, len(runs))
         workflow = init_qsmflow_wf(
             runs, work_dir=str(config.work_dir), out_dir=str(config.output_dir),
             run_labels=run_labels, atlas=atlas, chi_reference=config.chi_reference,
             roi_erode_mm=config.roi_erode_mm, output_spaces=config.output_spaces,
-            registration_nthreads=lone_run_nthreads(config, len(runs)),
+            registration_nthreads=lone_threads,
             provenance={"QsmflowProvenance": str(record_path.relative_to(config.output_dir))},
             qsm_options=dict(
                 mask_method=config.mask_method, mask_threshold=config.mask_threshold,
@@ -184,7 +185,7 @@ def _run_participant_level(config: Config, argv: list[str] | None = None) -> int
                 nsidl_weights=str(config.weights) if config.weights else None,
                 device=config.device, omp_nthreads=config.omp_nthreads,
                 head_nthreads=config.head_nthreads,
-                inversion_nthreads=lone_run_nthreads(config, len(runs))))
+                inversion_nthreads=lone_threads))
         for run in runs:
             if run.label in masks:
                 wf = workflow.get_node(run_workflow_name(run))

@@ -129,7 +129,7 @@ def test_a_single_runs_registration_and_inversion_run_the_masks_threads_as_one_b
     assert lone_run_nthreads(config, 1) == 2
     assert lone_run_nthreads(config, 3) == 1
     assert lone_run_nthreads(_config(bids, tmp_path, "--nprocs", "2", "--omp-nthreads",
-                                         "1"), 1) == 1
+                                     "1"), 1) == 1
     assert lone_run_nthreads(_config(bids, tmp_path, "--plugin", "SLURM"), 1) == 1
     atlas = default_atlas(atlas_cache_dir(tmp_path))
     node = _workflow(tmp_path, 1, atlas=atlas, registration_nthreads=2).get_node(
