@@ -151,13 +151,17 @@ def summary_rows(results: dict) -> list[dict]:
     return rows
 
 
+def _recorded_participants(study: str) -> dict:
+    """``{participant: {setting: row}}`` of a study recorded in benchmarks/results."""
+    from common import RESULTS_DIR
+
+    return json.loads((RESULTS_DIR / f"{study}.json").read_text())["results"]["participants"]
+
+
 def compare_full_runs(first: str, second: str, name: str) -> int:
     """Record how far Dice moves between two runs of ``full`` (two recorded studies, over
     the participants they share)."""
-    from common import RESULTS_DIR
-
-    runs = [json.loads((RESULTS_DIR / f"{n}.json").read_text())["results"]["participants"]
-            for n in (first, second)]
+    runs = [_recorded_participants(n) for n in (first, second)]
     rows = []
     for key in [k for k in runs[0] if k in runs[1]]:
         a, b = (r[key]["full"]["dice"] for r in runs)
@@ -179,14 +183,10 @@ def pool_heads(items: list[str], name: str) -> int:
     ``STUDY:SETTING[:PREFIX]`` items (the study's participants, or those whose key starts
     with PREFIX): a label that a shortcut loses systematically shows there, where one
     head's change is mostly run-to-run noise."""
-    from common import RESULTS_DIR
-
     changes = {}
     for item in items:
         study, setting, prefix = (item.split(":") + [""])[:3]
-        participants = json.loads((RESULTS_DIR / f"{study}.json").read_text())["results"][
-            "participants"]
-        for key, settings in participants.items():
+        for key, settings in _recorded_participants(study).items():
             if key.startswith(prefix):
                 changes[f"{study}/{key}"] = settings[setting]["dice_change_vs_full"]
     labels = list(next(iter(changes.values())))
